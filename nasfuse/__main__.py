@@ -1,0 +1,5 @@
+import sys
+
+from nasfuse.cli import main
+
+sys.exit(main())
