@@ -1,9 +1,221 @@
-"""Subcommand module (filled in by its owner)."""
+"""``nasfuse latency``: build a latency table, measure an architecture, validate a table.
+
+Every printed figure names the device it was measured on.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _add_measurement_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument(
+        "--device", default=None, help="target device (default: GPU if any, else CPU)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads while measuring on the CPU (default: the current count)",
+    )
+
+
+def _add_space_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", required=True, help="search space name or YAML file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="space option override, e.g. --set width_mult=0.5 (repeatable)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to ``subparsers``."""
+    """Add ``nasfuse latency {build,measure,validate}``."""
+    parser = subparsers.add_parser(
+        "latency",
+        help="measure latency and build/validate the latency lookup table",
+        description="Latency on the target device: a lookup table per (site, op), "
+        "end-to-end measurement of one architecture, and validation of the table.",
+    )
+    commands = parser.add_subparsers(dest="latency_command", metavar="ACTION", required=True)
+
+    build = commands.add_parser("build", help="measure a latency table for a space and save it")
+    _add_space_options(build)
+    _add_measurement_options(build)
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="table file (default runs/latency/<space>-<hash>-b<B>.json)",
+    )
+    build.add_argument(
+        "--calibrate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="calibrate on N random archs (default 0: no calibration)",
+    )
+    build.add_argument(
+        "--seed", type=int, default=0, help="seed of the calibration sample (default 0)"
+    )
+    build.add_argument(
+        "--runs", type=int, default=30, help="timed runs per op and round (default 30)"
+    )
+    build.add_argument(
+        "--network-runs", type=int, default=10, help="timed runs per network and round (default 10)"
+    )
+    build.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    build.add_argument(
+        "--channels-last", action="store_true", help="measure in channels_last memory format"
+    )
+    build.set_defaults(func=_build)
+
+    measure = commands.add_parser("measure", help="measure one architecture end to end")
+    measure.add_argument("arch", type=Path, help="architecture YAML (as written by export)")
+    _add_measurement_options(measure)
+    measure.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    measure.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
+    measure.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    measure.add_argument(
+        "--table", type=Path, default=None, help="also print this table's prediction"
+    )
+    measure.add_argument("--json", action="store_true", help="print one JSON object")
+    measure.set_defaults(func=_measure)
+
+    validate = commands.add_parser(
+        "validate", help="compare a table's predictions with measurements of fresh random archs"
+    )
+    _add_space_options(validate)
+    _add_measurement_options(validate)
+    validate.add_argument(
+        "--samples", type=int, default=30, help="random archs to measure (default 30)"
+    )
+    validate.add_argument("--seed", type=int, default=1, help="seed of the sample (default 1)")
+    validate.add_argument(
+        "--table", type=Path, default=None, help="table file (default: the build location)"
+    )
+    validate.add_argument("--json", action="store_true", help="print one JSON object")
+    validate.set_defaults(func=_validate)
+
+
+def _load_space(args: argparse.Namespace) -> Any:
+    from nasfuse.config import parse_overrides
+    from nasfuse.spaces import load_space
+
+    return load_space(args.space, parse_overrides(args.overrides))
+
+
+def _build(args: argparse.Namespace) -> int:
+    from nasfuse.latency import LatencyTable, default_table_path
+
+    space = _load_space(args)
+    out = args.out if args.out is not None else default_table_path(space, args.batch_size)
+    table = LatencyTable.build(
+        space,
+        batch_size=args.batch_size,
+        device=args.device,
+        threads=args.threads,
+        channels_last=args.channels_last,
+        runs=args.runs,
+        rounds=args.rounds,
+        network_runs=args.network_runs,
+    )
+    print(
+        f"latency table for {space.name} ({len(table.sites)} sites, "
+        f"{table.measurement['op_entries']} op entries) built in "
+        f"{table.measurement['build_seconds']:.1f} s on {table.device}, batch {table.batch_size}; "
+        f"base {table.base_ms:.2f} ms"
+    )
+    if args.calibrate:
+        record = table.calibrate(space, samples=args.calibrate, seed=args.seed)
+        print(
+            f"calibrated on {record['samples']} archs: scale {record['scale']:.3f}, offset "
+            f"{record['offset_ms']:+.2f} ms; {_errors_line(record['before'])} before, "
+            f"{_errors_line(record['after'])} after (in-sample), on {table.device}"
+        )
+    table.save(out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _errors_line(errors: dict[str, Any]) -> str:
+    tau = errors["kendall_tau"]
+    tau_text = "n/a" if tau is None else f"{tau:.3f}"
+    return (
+        f"median |error| {errors['median_abs_pct_error']:.2f}%, "
+        f"{100 * errors['within_10pct']:.0f}% within ±10%, Kendall tau {tau_text}"
+    )
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from nasfuse.arch import load_arch
+    from nasfuse.latency import LatencyTable, measure_latency
+    from nasfuse.runtime import default_device
+    from nasfuse.supernet import build_model
+
+    arch, space = load_arch(args.arch)
+    model = build_model(space, arch)
+    shape = (args.batch_size, space.in_chans, space.input_size, space.input_size)
+    stats = measure_latency(
+        model,
+        shape,
+        device=args.device,
+        warmup=args.warmup,
+        runs=args.runs,
+        channels_last=args.channels_last,
+        threads=args.threads,
+    )
+    predicted = None
+    if args.table is not None:
+        table = LatencyTable.load(
+            args.table,
+            space=space,
+            batch_size=args.batch_size,
+            device=args.device if args.device is not None else default_device(),
+            threads=stats.threads,
+        )
+        predicted = table.predict(arch)
+    if args.json:
+        print(json.dumps({**stats.to_dict(), "arch": str(args.arch), "predicted_ms": predicted}))
+        return 0
+    print(f"{args.arch}: {stats}")
+    if predicted is not None:
+        error = (predicted - stats.median_ms) / stats.median_ms * 100
+        print(f"table {args.table} predicts {predicted:.3f} ms ({error:+.1f}%) on {stats.device}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from nasfuse.latency import LatencyTable, default_table_path
+    from nasfuse.runtime import default_device
+
+    space = _load_space(args)
+    path = args.table if args.table is not None else default_table_path(space, args.batch_size)
+    table = LatencyTable.load(
+        path,
+        space=space,
+        batch_size=args.batch_size,
+        device=args.device if args.device is not None else default_device(),
+        threads=args.threads,
+    )
+    result = table.validate(space, samples=args.samples, seed=args.seed)
+    table.save(path)
+    if args.json:
+        keys = ("device", "median_abs_pct_error", "within_10pct", "kendall_tau", "samples")
+        print(json.dumps({key: result[key] for key in keys}))
+        return 0
+    state = "calibrated" if result["calibrated"] else "uncalibrated"
+    print(
+        f"{state} table {path} on {result['samples']} fresh archs (seed {args.seed}), "
+        f"batch {table.batch_size}: {_errors_line(result)}; measured on {result['device']}"
+    )
+    return 0

@@ -1,0 +1,31 @@
+"""Latency: measured on the target device, and a lookup table that predicts it.
+
+Example:
+    >>> from nasfuse.latency import LatencyTable, measure_latency
+    >>> stats = measure_latency(model, (32, 3, 32, 32), threads=1)
+    >>> table = LatencyTable.load_or_build(space, batch_size=32, calibrate=20)
+    >>> table.predict(arch)  # ms on table.device
+"""
+
+from __future__ import annotations
+
+from nasfuse.latency.measure import LatencyStats, measure_latency
+from nasfuse.latency.table import (
+    LatencyTable,
+    LatencyTableError,
+    default_table_path,
+    latency_errors,
+    measure_archs,
+    random_arch,
+)
+
+__all__ = [
+    "LatencyStats",
+    "LatencyTable",
+    "LatencyTableError",
+    "default_table_path",
+    "latency_errors",
+    "measure_archs",
+    "measure_latency",
+    "random_arch",
+]

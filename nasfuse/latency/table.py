@@ -1,0 +1,702 @@
+"""The latency lookup table (LUT): a base plus one entry per (site, op), and its calibration.
+
+An architecture's latency is predicted as::
+
+    raw(arch)  = base_ms + sum over sites s of entry[shape(s)][arch[s]]
+    pred(arch) = scale * raw(arch) + offset_ms        # after calibrate(); 1 and 0 before
+
+Entries are measured by timing each op alone on K random ``(B, C, H, W)`` inputs of the
+site's shape; sites of one shape (C, K, H, W) share them, so a space with dozens of sites
+needs only a few distinct measurements per op. The base is the backbone without its fusion
+ops: a reference network (``add`` at every site that allows it, else the cheapest op) is measured
+end to end and its entries are subtracted. Ops timed alone miss what the network around
+them changes (cache contents, dispatch overhead); :meth:`LatencyTable.calibrate` measures
+random architectures end to end and fits a scale and offset by least squares, recording the
+errors before and after. :meth:`LatencyTable.validate` reports the same errors on a fresh
+sample that excludes every calibration architecture.
+
+File format (JSON, ``format: nasfuse-latency-table/1``): ``key`` (what the table is only
+valid for: device, torch, batch_size, input_size, in_chans, dtype, channels_last, threads,
+space_hash), ``space`` (name, source, options), ``measurement`` (how it was measured, how
+long it took), ``base_ms``, ``reference``, ``entries`` (shape -> op -> ms), ``sites``
+(site -> shape and allowed ops), ``calibration`` and ``validation``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from nasfuse.files import atomic_write_text
+from nasfuse.latency.measure import (
+    ModelInputs,
+    device_name_at,
+    measure_latency,
+    thread_count,
+)
+from nasfuse.ops import create_op
+from nasfuse.runtime import default_device
+
+__all__ = [
+    "LatencyTable",
+    "LatencyTableError",
+    "default_table_path",
+    "latency_errors",
+    "measure_archs",
+    "random_arch",
+    "shape_key",
+]
+
+TABLE_FORMAT = "nasfuse-latency-table/1"
+
+# The key fields in the order a refusal checks them: the first difference is reported.
+KEY_FIELDS = (
+    "space_hash",
+    "input_size",
+    "in_chans",
+    "batch_size",
+    "device",
+    "threads",
+    "dtype",
+    "channels_last",
+    "torch",
+)
+
+
+class LatencyTableError(ValueError):
+    """A table file that does not fit the space, device or settings it is loaded for."""
+
+
+def shape_key(site: Any) -> str:
+    """The key sites of one input shape share: ``"C40_K2_H16_W16"``."""
+    return f"C{site.channels}_K{site.num_inputs}_H{site.height}_W{site.width}"
+
+
+def _parse_shape_key(key: str) -> tuple[int, int, int, int]:
+    channels, inputs, height, width = (int(part[1:]) for part in key.split("_"))
+    return channels, inputs, height, width
+
+
+def default_table_path(space: Any, batch_size: int, root: str | Path = "runs/latency") -> Path:
+    """Where a table lives unless told otherwise: ``runs/latency/<space>-<hash>-b<B>.json``."""
+    return Path(root) / f"{space.name}-{space.hash}-b{batch_size}.json"
+
+
+def random_arch(space: Any, rng: random.Random) -> dict[str, str]:
+    """An architecture drawn uniformly: each site's op picked uniformly from its allowed ops."""
+    return {name: rng.choice(list(site.ops)) for name, site in space.sites.items()}
+
+
+def _arch_signature(arch: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(arch.items()))
+
+
+def latency_errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, Any]:
+    """How well predictions match measurements.
+
+    Returns:
+        ``median_abs_pct_error`` (median of ``|pred - meas| / meas``, in percent),
+        ``mean_abs_pct_error``, ``max_abs_pct_error``, ``within_10pct`` (share of samples
+        with ``|pred - meas| <= 10% meas``, in [0, 1]), ``kendall_tau`` (rank agreement,
+        ``scipy.stats.kendalltau``; None for fewer than two samples) and ``samples``.
+    """
+    from scipy.stats import kendalltau
+
+    pred = np.asarray(predicted, dtype=np.float64)
+    meas = np.asarray(measured, dtype=np.float64)
+    if pred.shape != meas.shape or pred.size == 0:
+        raise ValueError(
+            f"need equally many predictions and measurements, got {pred.size} and {meas.size}"
+        )
+    abs_pct = np.abs(pred - meas) / meas * 100.0
+    tau = float(kendalltau(pred, meas).statistic) if pred.size > 1 else None
+    return {
+        "median_abs_pct_error": float(np.median(abs_pct)),
+        "mean_abs_pct_error": float(abs_pct.mean()),
+        "max_abs_pct_error": float(abs_pct.max()),
+        "within_10pct": float((abs_pct <= 10.0).mean()),
+        "kendall_tau": tau,
+        "samples": int(pred.size),
+    }
+
+
+def _measure_interleaved(
+    jobs: Sequence[tuple[nn.Module, ModelInputs]],
+    rounds: int,
+    runs: int,
+    warmup: int,
+    device: torch.device,
+    threads: int | None,
+    channels_last: bool,
+    progress: bool,
+    desc: str,
+) -> list[float]:
+    """Median latency (ms) of each job, measured in ``rounds`` interleaved passes.
+
+    A burst of load from another process then lands on a few runs of many jobs rather
+    than on every run of one job; each job's latency is the median of its round medians.
+    """
+    medians: list[list[float]] = [[] for _ in jobs]
+    with tqdm(total=rounds * len(jobs), desc=desc, disable=not progress, unit="meas") as bar:
+        for _ in range(rounds):
+            for index, (model, inputs) in enumerate(jobs):
+                stats = measure_latency(
+                    model,
+                    device=device,
+                    warmup=warmup,
+                    runs=runs,
+                    channels_last=channels_last,
+                    threads=threads,
+                    inputs=inputs,
+                )
+                medians[index].append(stats.median_ms)
+                bar.update()
+    return [statistics.median(values) for values in medians]
+
+
+def _network_input(space: Any, batch_size: int, dtype: torch.dtype) -> torch.Tensor:
+    return torch.randn(batch_size, space.in_chans, space.input_size, space.input_size, dtype=dtype)
+
+
+def measure_archs(
+    space: Any,
+    archs: Sequence[Mapping[str, str]],
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    warmup: int = 3,
+    runs: int = 10,
+    rounds: int = 3,
+    channels_last: bool = False,
+    dtype: torch.dtype = torch.float32,
+    num_classes: int = 10,
+    progress: bool = False,
+    desc: str = "measure archs",
+) -> list[float]:
+    """End-to-end median latency (ms) of each architecture, built with ``build_model``.
+
+    Every model is measured ``rounds`` times, ``runs`` timed runs each, the rounds
+    interleaved across the architectures (see :func:`_measure_interleaved`).
+    """
+    from nasfuse.supernet import build_model
+
+    target = torch.device(device) if device is not None else default_device()
+    example = _network_input(space, batch_size, dtype)
+    jobs = []
+    for arch in archs:
+        model = build_model(space, dict(arch), num_classes=num_classes).to(dtype)
+        jobs.append((model, example))
+    return _measure_interleaved(
+        jobs, rounds, runs, warmup, target, threads, channels_last, progress, desc
+    )
+
+
+class LatencyTable:
+    """Predicts an architecture's latency from a base and per-(site, op) entries.
+
+    Build one with :meth:`build`, correct it with :meth:`calibrate`, check it with
+    :meth:`validate`, store it with :meth:`save` and get it back with :meth:`load`
+    (which refuses a table measured for another space, batch size, device or settings).
+
+    Example:
+        >>> table = LatencyTable.build(space, batch_size=32, threads=1)
+        >>> table.calibrate(space, samples=20, seed=0)
+        >>> table.predict(space.uniform_arch("add"))  # ms on table.device
+        >>> table.save(default_table_path(space, 32))
+    """
+
+    def __init__(
+        self,
+        key: Mapping[str, Any],
+        space_info: Mapping[str, Any],
+        base_ms: float,
+        entries: Mapping[str, Mapping[str, float]],
+        sites: Mapping[str, Mapping[str, Any]],
+        measurement: Mapping[str, Any] | None = None,
+        reference: Mapping[str, Any] | None = None,
+        calibration: Mapping[str, Any] | None = None,
+        validation: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.key = dict(key)
+        self.space_info = dict(space_info)
+        self.base_ms = float(base_ms)
+        self.entries = {shape: dict(ops) for shape, ops in entries.items()}
+        self.sites = {name: dict(info) for name, info in sites.items()}
+        self.measurement = dict(measurement or {})
+        self.reference = dict(reference or {})
+        self.calibration = dict(calibration) if calibration else None
+        self.validation = dict(validation) if validation else None
+
+    # -- what the table is for -------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """Readable name of the device the table was measured on."""
+        return str(self.key["device"])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.key["batch_size"])
+
+    @property
+    def threads(self) -> int:
+        return int(self.key["threads"])
+
+    @property
+    def scale(self) -> float:
+        """Calibration scale (1 before calibration)."""
+        return float(self.calibration["scale"]) if self.calibration else 1.0
+
+    @property
+    def offset_ms(self) -> float:
+        """Calibration offset in ms (0 before calibration)."""
+        return float(self.calibration["offset_ms"]) if self.calibration else 0.0
+
+    # -- building ----------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        space: Any,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+        threads: int | None = None,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        warmup: int = 10,
+        runs: int = 30,
+        rounds: int = 3,
+        network_runs: int = 10,
+        num_classes: int = 10,
+        progress: bool = True,
+    ) -> LatencyTable:
+        """Measure every (shape, op) entry and the base of ``space``.
+
+        Args:
+            space: the :class:`~nasfuse.spaces.SearchSpace`.
+            batch_size: B of every measurement.
+            device: target device; default ``default_device()``.
+            threads: torch threads during measurement (CPU); default the current count.
+            channels_last: measure in ``torch.channels_last`` memory format.
+            dtype: parameter and input dtype.
+            warmup: untimed runs before each op measurement.
+            runs: timed runs per op and round.
+            rounds: interleaved rounds (each entry is the median of its round medians).
+            network_runs: timed runs per round for the end-to-end reference network.
+            num_classes: classifier width of the networks measured end to end.
+            progress: show tqdm progress bars.
+        """
+        started = time.perf_counter()
+        target = torch.device(device) if device is not None else default_device()
+        with thread_count(threads) as used_threads:
+            name = device_name_at(target, used_threads)
+        # One entry per (shape, op): sites of one shape share it.
+        shape_ops: dict[str, list[str]] = {}
+        sites: dict[str, dict[str, Any]] = {}
+        for site_name, site in space.sites.items():
+            key = shape_key(site)
+            sites[site_name] = {"shape": key, "ops": list(site.ops)}
+            known = shape_ops.setdefault(key, [])
+            known.extend(op for op in site.ops if op not in known)
+
+        jobs: list[tuple[nn.Module, ModelInputs]] = []
+        labels: list[tuple[str, str]] = []
+        for key, ops in shape_ops.items():
+            channels, num_inputs, height, width = _parse_shape_key(key)
+            shape = (batch_size, channels, height, width)
+
+            def make_inputs(
+                dev: torch.device, shape: tuple[int, ...] = shape, k: int = num_inputs
+            ) -> list[torch.Tensor]:
+                return [torch.randn(shape, dtype=dtype, device=dev) for _ in range(k)]
+
+            for op in ops:
+                jobs.append((create_op(op, channels, num_inputs).to(dtype), make_inputs))
+                labels.append((key, op))
+        medians = _measure_interleaved(
+            jobs, rounds, runs, warmup, target, used_threads, channels_last, progress, "ops"
+        )
+        entries: dict[str, dict[str, float]] = {key: {} for key in shape_ops}
+        for (key, op), median in zip(labels, medians, strict=True):
+            entries[key][op] = median
+
+        # The base: a reference network (add wherever allowed, else the cheapest op) minus
+        # its entries.
+        reference_arch = {
+            site_name: "add"
+            if "add" in info["ops"]
+            else min(info["ops"], key=lambda op, k=info["shape"]: entries[k][op])
+            for site_name, info in sites.items()
+        }
+        (reference_ms,) = measure_archs(
+            space,
+            [reference_arch],
+            batch_size=batch_size,
+            device=target,
+            threads=used_threads,
+            warmup=warmup,
+            runs=network_runs,
+            rounds=rounds,
+            channels_last=channels_last,
+            dtype=dtype,
+            num_classes=num_classes,
+        )
+        entries_sum = sum(entries[sites[s]["shape"]][op] for s, op in reference_arch.items())
+        ops_used = sorted(set(reference_arch.values()))
+        table = cls(
+            key={
+                "device": name,
+                "torch": torch.__version__,
+                "batch_size": int(batch_size),
+                "input_size": int(space.input_size),
+                "in_chans": int(space.in_chans),
+                "dtype": str(dtype).replace("torch.", ""),
+                "channels_last": bool(channels_last),
+                "threads": int(used_threads),
+                "space_hash": space.hash,
+            },
+            space_info={
+                "name": space.name,
+                "source": str(space.source),
+                "options": dict(space.options),
+            },
+            base_ms=reference_ms - entries_sum,
+            entries=entries,
+            sites=sites,
+            measurement={
+                "warmup": warmup,
+                "runs": runs,
+                "rounds": rounds,
+                "network_runs": network_runs,
+                "num_classes": num_classes,
+                "op_entries": len(jobs),
+                "sites": len(sites),
+                "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds"
+                ),
+                "build_seconds": round(time.perf_counter() - started, 2),
+            },
+            reference={
+                "ops": ops_used,
+                "measured_ms": reference_ms,
+                "entries_sum_ms": entries_sum,
+            },
+        )
+        return table
+
+    # -- predicting ----------------------------------------------------------------------
+    def entry(self, site: str, op: str) -> float:
+        """Latency (ms) of ``op`` at ``site``, as measured alone."""
+        try:
+            info = self.sites[site]
+        except KeyError:
+            raise ValueError(
+                f"site {site!r} is not in the latency table of space {self.space_info['name']!r}"
+            ) from None
+        if op not in info["ops"]:
+            raise ValueError(
+                f"op {op!r} is not allowed at site {site!r}; allowed: {', '.join(info['ops'])}"
+            )
+        return self.entries[info["shape"]][op]
+
+    def predict_raw(self, arch: Mapping[str, str]) -> float:
+        """Uncalibrated prediction (ms): ``base_ms`` plus the entries of the chosen ops."""
+        missing = [site for site in self.sites if site not in arch]
+        if missing:
+            raise ValueError(
+                f"architecture lacks {len(missing)} site(s) of the table, e.g. {missing[0]!r}"
+            )
+        return self.base_ms + sum(self.entry(site, op) for site, op in arch.items())
+
+    def predict(self, arch: Mapping[str, str], calibrated: bool = True) -> float:
+        """Predicted latency of ``arch`` (ms) on :attr:`device`, calibrated when possible."""
+        raw = self.predict_raw(arch)
+        return self.scale * raw + self.offset_ms if calibrated else raw
+
+    # -- calibration and validation ----------------------------------------------------
+    def _measure_sample(
+        self,
+        space: Any,
+        samples: int,
+        rng: random.Random,
+        exclude: set,
+        progress: bool,
+        desc: str,
+        runs: int | None,
+        rounds: int | None,
+    ) -> tuple[list[dict[str, str]], list[float]]:
+        self._check_space(space)
+        archs: list[dict[str, str]] = []
+        seen = set(exclude)
+        attempts = 0
+        while len(archs) < samples:
+            arch = random_arch(space, rng)
+            attempts += 1
+            if _arch_signature(arch) in seen:
+                if attempts > 100 * samples:
+                    raise ValueError(
+                        f"space {space.name!r} has too few architectures for {samples} fresh samples"
+                    )
+                continue
+            seen.add(_arch_signature(arch))
+            archs.append(arch)
+        measured = measure_archs(
+            space,
+            archs,
+            batch_size=self.batch_size,
+            device=self._torch_device(),
+            threads=self.threads,
+            warmup=int(self.measurement.get("warmup", 10)),
+            runs=runs if runs is not None else int(self.measurement.get("network_runs", 10)),
+            rounds=rounds if rounds is not None else int(self.measurement.get("rounds", 3)),
+            channels_last=bool(self.key["channels_last"]),
+            dtype=getattr(torch, self.key["dtype"]),
+            num_classes=int(self.measurement.get("num_classes", 10)),
+            progress=progress,
+            desc=desc,
+        )
+        return archs, measured
+
+    def calibrate(
+        self,
+        space: Any,
+        samples: int = 20,
+        seed: int = 0,
+        rng: random.Random | None = None,
+        runs: int | None = None,
+        rounds: int | None = None,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Fit ``measured ~ scale * raw + offset`` on ``samples`` random architectures.
+
+        The architectures are measured end to end; the fit is ordinary least squares. The
+        errors before and after (on this same sample) are recorded in :attr:`calibration`,
+        with the signatures of the architectures so :meth:`validate` can exclude them.
+
+        Returns:
+            The calibration record (also stored in the table).
+        """
+        if samples < 2:
+            raise ValueError(f"calibration needs at least 2 architectures, got {samples}")
+        seed_used = seed if rng is None else None
+        rng = rng if rng is not None else random.Random(seed)
+        archs, measured = self._measure_sample(
+            space, samples, rng, set(), progress, "calibrate", runs, rounds
+        )
+        raw = np.array([self.predict_raw(arch) for arch in archs])
+        meas = np.array(measured)
+        if np.ptp(raw) > 0:
+            scale, offset = np.polyfit(raw, meas, 1)
+        else:  # every sample predicted alike: only an offset can be fitted
+            scale, offset = 1.0, float(np.mean(meas - raw))
+        self.calibration = {
+            "method": "least squares: measured = scale * raw + offset",
+            "scale": float(scale),
+            "offset_ms": float(offset),
+            "samples": samples,
+            "seed": seed_used,
+            "before": latency_errors(raw, meas),
+            "after": latency_errors(scale * raw + offset, meas),
+            "measured_ms": [float(value) for value in meas],
+            "raw_ms": [float(value) for value in raw],
+            "archs": [dict(arch) for arch in archs],
+        }
+        return self.calibration
+
+    def validate(
+        self,
+        space: Any,
+        samples: int = 30,
+        seed: int = 1,
+        runs: int | None = None,
+        rounds: int | None = None,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Errors of :meth:`predict` on ``samples`` fresh random architectures.
+
+        Architectures used for calibration are never drawn. The result (device, errors of
+        the calibrated and of the raw prediction, each architecture's predicted and
+        measured ms) is stored in :attr:`validation` and returned.
+        """
+        exclude = {_arch_signature(arch) for arch in (self.calibration or {}).get("archs", [])}
+        archs, measured = self._measure_sample(
+            space, samples, random.Random(seed), exclude, progress, "validate", runs, rounds
+        )
+        predicted = [self.predict(arch) for arch in archs]
+        raw = [self.predict_raw(arch) for arch in archs]
+        result = {
+            "device": self.device,
+            "seed": seed,
+            **latency_errors(predicted, measured),
+            "raw": latency_errors(raw, measured),
+            "calibrated": self.calibration is not None,
+            "predicted_ms": predicted,
+            "measured_ms": measured,
+            "archs": [dict(arch) for arch in archs],
+            "validated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+        }
+        self.validation = result
+        return result
+
+    # -- files -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The table as plain data (what :meth:`save` writes)."""
+        return {
+            "format": TABLE_FORMAT,
+            "key": self.key,
+            "space": self.space_info,
+            "measurement": self.measurement,
+            "base_ms": self.base_ms,
+            "reference": self.reference,
+            "entries": self.entries,
+            "sites": self.sites,
+            "calibration": self.calibration,
+            "validation": self.validation,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table as indented JSON (atomically); returns the path."""
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        space: Any = None,
+        batch_size: int | None = None,
+        device: str | torch.device | None = None,
+        threads: int | None = None,
+        channels_last: bool | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> LatencyTable:
+        """Read a table, refusing one whose key differs from what it is loaded for.
+
+        Args:
+            path: the JSON file.
+            space: the space it must describe (hash, input size, input channels).
+            batch_size, channels_last, dtype: settings it must have been measured with.
+            device: the device it must have been measured on (name compared at the table's
+                thread count, or at ``threads`` when given). ``None`` checks nothing.
+            threads: the thread count it must have been measured with.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            LatencyTableError: the file is not a table, or a key field differs; the message
+                names the field, the file's value and the expected one.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no latency table at {path}; build one with `nasfuse latency build`"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise LatencyTableError(f"latency table {path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
+            raise LatencyTableError(
+                f"{path} is not a latency table (format {TABLE_FORMAT!r} expected)"
+            )
+        try:
+            table = cls(
+                key=data["key"],
+                space_info=data["space"],
+                base_ms=data["base_ms"],
+                entries=data["entries"],
+                sites=data["sites"],
+                measurement=data.get("measurement"),
+                reference=data.get("reference"),
+                calibration=data.get("calibration"),
+                validation=data.get("validation"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LatencyTableError(
+                f"latency table {path} is incomplete or malformed: {exc!r}"
+            ) from exc
+        expected: dict[str, Any] = {"torch": torch.__version__}
+        if space is not None:
+            expected.update(
+                space_hash=space.hash, input_size=space.input_size, in_chans=space.in_chans
+            )
+        if batch_size is not None:
+            expected["batch_size"] = int(batch_size)
+        if threads is not None:
+            expected["threads"] = int(threads)
+        if device is not None:
+            expected["device"] = device_name_at(
+                device, threads if threads is not None else table.threads
+            )
+        if channels_last is not None:
+            expected["channels_last"] = bool(channels_last)
+        if dtype is not None:
+            expected["dtype"] = str(dtype).replace("torch.", "")
+        table._refuse_mismatch(expected, path)
+        return table
+
+    def _refuse_mismatch(self, expected: Mapping[str, Any], path: Path | str) -> None:
+        for field in KEY_FIELDS:
+            if field in expected and self.key.get(field) != expected[field]:
+                what = ""
+                if field == "space_hash":
+                    what = f" (space {self.space_info.get('name')!r} with options {self.space_info.get('options')})"
+                raise LatencyTableError(
+                    f"latency table {path} was measured for {field}={self.key.get(field)!r}{what}, "
+                    f"expected {field}={expected[field]!r}; build a table for these settings "
+                    "with `nasfuse latency build`"
+                )
+
+    def _check_space(self, space: Any) -> None:
+        self._refuse_mismatch(
+            {"space_hash": space.hash, "input_size": space.input_size, "in_chans": space.in_chans},
+            "(in memory)",
+        )
+
+    def _torch_device(self) -> torch.device:
+        return torch.device("cuda") if self.device.startswith("cuda") else torch.device("cpu")
+
+    @classmethod
+    def load_or_build(
+        cls,
+        space: Any,
+        batch_size: int = 32,
+        device: str | torch.device | None = None,
+        path: str | Path | None = None,
+        calibrate: int = 0,
+        seed: int = 0,
+        progress: bool = True,
+        **build_options: Any,
+    ) -> LatencyTable:
+        """The table at ``path`` (default :func:`default_table_path`), built and saved if absent.
+
+        A table that exists but was measured for other settings is refused (see
+        :meth:`load`), never silently rebuilt.
+        """
+        path = Path(path) if path is not None else default_table_path(space, batch_size)
+        if path.is_file():
+            return cls.load(
+                path,
+                space=space,
+                batch_size=batch_size,
+                device=device if device is not None else default_device(),
+                threads=build_options.get("threads"),
+            )
+        table = cls.build(
+            space, batch_size=batch_size, device=device, progress=progress, **build_options
+        )
+        if calibrate:
+            table.calibrate(space, samples=calibrate, seed=seed, progress=progress)
+        table.save(path)
+        return table
