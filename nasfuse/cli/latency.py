@@ -115,7 +115,7 @@ def _load_space(args: argparse.Namespace) -> Any:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from nasfuse.latency import LatencyTable, default_table_path
+    from nasfuse.latency import LatencyTable, default_table_path, format_errors
 
     space = _load_space(args)
     out = args.out if args.out is not None else default_table_path(space, args.batch_size)
@@ -139,21 +139,12 @@ def _build(args: argparse.Namespace) -> int:
         record = table.calibrate(space, samples=args.calibrate, seed=args.seed)
         print(
             f"calibrated on {record['samples']} archs: scale {record['scale']:.3f}, offset "
-            f"{record['offset_ms']:+.2f} ms; {_errors_line(record['before'])} before, "
-            f"{_errors_line(record['after'])} after (in-sample), on {table.device}"
+            f"{record['offset_ms']:+.2f} ms; {format_errors(record['before'])} before, "
+            f"{format_errors(record['after'])} after (in-sample), on {table.device}"
         )
     table.save(out)
     print(f"wrote {out}")
     return 0
-
-
-def _errors_line(errors: dict[str, Any]) -> str:
-    tau = errors["kendall_tau"]
-    tau_text = "n/a" if tau is None else f"{tau:.3f}"
-    return (
-        f"median |error| {errors['median_abs_pct_error']:.2f}%, "
-        f"{100 * errors['within_10pct']:.0f}% within ±10%, Kendall tau {tau_text}"
-    )
 
 
 def _measure(args: argparse.Namespace) -> int:
@@ -195,7 +186,7 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from nasfuse.latency import LatencyTable, default_table_path
+    from nasfuse.latency import LatencyTable, default_table_path, format_errors
     from nasfuse.runtime import default_device
 
     space = _load_space(args)
@@ -216,6 +207,6 @@ def _validate(args: argparse.Namespace) -> int:
     state = "calibrated" if result["calibrated"] else "uncalibrated"
     print(
         f"{state} table {path} on {result['samples']} fresh archs (seed {args.seed}), "
-        f"batch {table.batch_size}: {_errors_line(result)}; measured on {result['device']}"
+        f"batch {table.batch_size}: {format_errors(result)}; measured on {result['device']}"
     )
     return 0

@@ -52,6 +52,7 @@ __all__ = [
     "LatencyTable",
     "LatencyTableError",
     "default_table_path",
+    "format_errors",
     "latency_errors",
     "measure_archs",
     "random_arch",
@@ -129,6 +130,16 @@ def latency_errors(predicted: Sequence[float], measured: Sequence[float]) -> dic
         "kendall_tau": tau,
         "samples": int(pred.size),
     }
+
+
+def format_errors(errors: Mapping[str, Any]) -> str:
+    """One line for people: ``median |error| 2.10%, 97% within ±10%, Kendall tau 0.871``."""
+    tau = errors["kendall_tau"]
+    return (
+        f"median |error| {errors['median_abs_pct_error']:.2f}%, "
+        f"{100 * errors['within_10pct']:.0f}% within ±10%, "
+        f"Kendall tau {'n/a' if tau is None else f'{tau:.3f}'}"
+    )
 
 
 def _measure_interleaved(

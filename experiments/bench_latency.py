@@ -1,0 +1,161 @@
+"""Benchmark of the latency lookup table on this machine.
+
+Builds the table for a space (timed), calibrates it on ``--calibrate`` random
+architectures, then validates it on ``--validate`` fresh random architectures (another
+seed; calibration archs excluded) and prints median absolute % error, the share within
+±10%, Kendall tau, the device, torch version, thread count and build time. A second
+measurement of a few validation archs gives the measurement noise to compare the errors
+with. Results go to ``<out>/bench_latency.json`` and the table to ``<out>/table.json``.
+
+Run (about 10-12 minutes on a quiet 2-core CPU with the defaults):
+
+    python experiments/bench_latency.py
+
+Targets (issue 5): median |error| <= 5%, >= 90% within ±10%, Kendall tau >= 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from nasfuse.config import parse_overrides
+from nasfuse.latency import LatencyTable, format_errors, latency_errors, measure_archs
+from nasfuse.spaces import load_space
+
+TARGETS = {"median_abs_pct_error": 5.0, "within_10pct": 0.9, "kendall_tau": 0.8}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--space", default="hrnet_lite")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--calibrate", type=int, default=20, help="calibration archs")
+    parser.add_argument("--validate", type=int, default=30, help="fresh validation archs")
+    parser.add_argument("--calibration-seed", type=int, default=0)
+    parser.add_argument("--validation-seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per op and round")
+    parser.add_argument(
+        "--network-runs", type=int, default=10, help="timed runs per network and round"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument(
+        "--noise-archs", type=int, default=8, help="validation archs measured twice"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/latency/bench"))
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    started = time.perf_counter()
+    space = load_space(args.space, parse_overrides(args.overrides))
+    print(
+        f"space {space.name} ({len(space.sites)} sites, hash {space.hash}), input "
+        f"{space.input_size}x{space.input_size}, batch {args.batch_size}; torch {torch.__version__}, "
+        f"python {platform.python_version()}, {args.threads} thread(s)"
+    )
+    table = LatencyTable.build(
+        space,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        runs=args.runs,
+        rounds=args.rounds,
+        network_runs=args.network_runs,
+    )
+    build_seconds = table.measurement["build_seconds"]
+    print(
+        f"table built in {build_seconds:.1f} s: {table.measurement['op_entries']} op entries for "
+        f"{len(table.sites)} sites, base {table.base_ms:.2f} ms, all-add "
+        f"{table.reference['measured_ms']:.2f} ms on {table.device}"
+    )
+
+    calibration_started = time.perf_counter()
+    record = table.calibrate(space, samples=args.calibrate, seed=args.calibration_seed)
+    calibration_seconds = time.perf_counter() - calibration_started
+    print(
+        f"calibrated on {args.calibrate} archs in {calibration_seconds:.0f} s: scale "
+        f"{record['scale']:.3f}, offset {record['offset_ms']:+.2f} ms; in-sample "
+        f"{format_errors(record['before'])} before, {format_errors(record['after'])} after"
+    )
+
+    validation_started = time.perf_counter()
+    result = table.validate(space, samples=args.validate, seed=args.validation_seed)
+    validation_seconds = time.perf_counter() - validation_started
+    table.save(args.out / "table.json")
+    measured = result["measured_ms"]
+    spread = statistics.pstdev(measured) / statistics.mean(measured) * 100
+    print(
+        f"validated on {args.validate} fresh archs in {validation_seconds:.0f} s (measured "
+        f"{min(measured):.1f}-{max(measured):.1f} ms, spread {spread:.1f}% of the mean)"
+    )
+    print(f"  raw table:        {format_errors(result['raw'])}")
+    print(f"  calibrated table: {format_errors(result)}")
+
+    noise = None
+    if args.noise_archs:
+        archs = result["archs"][: args.noise_archs]
+        again = measure_archs(
+            space,
+            archs,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            runs=args.network_runs,
+            rounds=args.rounds,
+            warmup=table.measurement["warmup"],
+            progress=True,
+            desc="re-measure",
+        )
+        noise = latency_errors(again, measured[: args.noise_archs])
+        print(
+            f"  measurement noise (same {len(archs)} archs measured twice): median "
+            f"{noise['median_abs_pct_error']:.2f}%, max {noise['max_abs_pct_error']:.2f}%"
+        )
+
+    met = {
+        "median_abs_pct_error": result["median_abs_pct_error"] <= TARGETS["median_abs_pct_error"],
+        "within_10pct": result["within_10pct"] >= TARGETS["within_10pct"],
+        "kendall_tau": (result["kendall_tau"] or -1) >= TARGETS["kendall_tau"],
+    }
+    print(
+        "targets (median <= 5%, >= 90% within ±10%, tau >= 0.8): "
+        + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in met.items())
+        + f"; measured on {table.device}"
+    )
+    summary = {
+        "device": table.device,
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "space": space.name,
+        "space_hash": space.hash,
+        "input_size": space.input_size,
+        "batch_size": args.batch_size,
+        "build_seconds": build_seconds,
+        "calibration_seconds": calibration_seconds,
+        "validation_seconds": validation_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "calibration": {k: record[k] for k in ("scale", "offset_ms", "samples", "before", "after")},
+        "validation": {k: v for k, v in result.items() if k not in ("archs",)},
+        "noise": noise,
+        "targets_met": met,
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_latency.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(
+        f"wrote {args.out / 'bench_latency.json'} and {args.out / 'table.json'}; "
+        f"total {summary['total_seconds']:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
