@@ -1,0 +1,409 @@
+"""Search spaces: YAML files validated into a ``SearchSpace`` with its fusion ``Site`` s.
+
+A space file (see ``search_spaces/*.yaml``) holds common keys and its family's keys::
+
+    name: hrnet_lite             # required
+    family: hrnet                # required: hrnet | resnet
+    description: ...             # optional, not part of the hash
+    input_size: 32               # square input side; site shapes are computed at this size
+    in_chans: 3
+    width_mult: 1.0              # multiplies every width of the family
+    ops: [add, concat, aff]      # the ops allowed at every site ...
+    restrict:                    # ... unless a rule below removes one from a site
+      cmgm: {max_hw: 256}        # keys: max_hw, min_hw, max_channels, sites (fnmatch globs)
+    # family keys: see nasfuse/spaces/hrnet.py and resnet.py
+
+Every site name is matched against ``restrict.<op>.sites`` with ``fnmatch`` (so
+``"*.fuse.*"`` keeps an op to fuse layers); ``max_hw``/``min_hw`` compare ``H * W`` at the
+space's input size; ``max_channels`` compares C.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import hashlib
+import json
+import math
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+from torch import nn
+
+from nasfuse.spaces import hrnet, resnet
+from nasfuse.spaces._schema import (
+    SpaceError,
+    Where,
+    check_keys,
+    get_int,
+    get_list,
+    get_number,
+)
+
+__all__ = ["Site", "SearchSpace", "load_space", "list_spaces", "shipped_space_dirs", "FAMILIES"]
+
+FAMILIES: dict[str, ModuleType] = {"hrnet": hrnet, "resnet": resnet}
+COMMON_KEYS = (
+    "name",
+    "family",
+    "description",
+    "input_size",
+    "in_chans",
+    "width_mult",
+    "ops",
+    "restrict",
+)
+RULE_KEYS = ("max_hw", "min_hw", "max_channels", "sites")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place where the search picks an op: K aligned ``(B, channels, height, width)`` inputs.
+
+    Attributes:
+        name: readable, e.g. ``"stage3.module1.fuse.branch2"`` or ``"layer1.0"``.
+        channels: C.
+        num_inputs: K; the first input is the main path.
+        height: H at the space's input size.
+        width: W at the space's input size.
+        ops: the ops allowed here, in the order of the space's ``ops`` list.
+    """
+
+    name: str
+    channels: int
+    num_inputs: int
+    height: int
+    width: int
+    ops: tuple[str, ...]
+
+
+class SearchSpace:
+    """A validated search space: its resolved config and its fusion sites.
+
+    Built by :func:`load_space`. An architecture is a ``dict[str, str]`` site -> op.
+
+    Attributes:
+        name: the space's ``name`` key, e.g. ``"hrnet_lite"``.
+        family: ``"hrnet"`` or ``"resnet"``.
+        source: the shipped name or the file path it was loaded from.
+        options: the overrides applied on load, e.g. ``{"width_mult": 0.5}``.
+        config: the resolved config (defaults filled in, overrides applied).
+        hash: 16 hex chars of sha256 over the canonical resolved config.
+        input_size: square input side at which site shapes are given.
+        in_chans: default input channels.
+        sites: site name -> ``Site``, in forward order.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        sites: list[Site],
+        source: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.name: str = config["name"]
+        self.family: str = config["family"]
+        self.source = source
+        self.options: dict[str, Any] = dict(options or {})
+        self.input_size: int = config["input_size"]
+        self.in_chans: int = config["in_chans"]
+        self.sites: dict[str, Site] = {site.name: site for site in sites}
+        hashed = {k: v for k, v in config.items() if k != "description"}
+        canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+        self.hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        options = f", options={self.options}" if self.options else ""
+        return f"SearchSpace({self.name!r}, {len(self.sites)} sites, hash={self.hash}{options})"
+
+    def size(self) -> int:
+        """Number of architectures: the product over sites of the number of allowed ops."""
+        return math.prod(len(site.ops) for site in self.sites.values())
+
+    def validate_arch(
+        self, arch: Mapping[str, str], source: str = "architecture"
+    ) -> dict[str, str]:
+        """Check ``arch`` against the sites; return it as a dict in site order.
+
+        Raises:
+            SpaceError: naming ``source``, for a missing or unknown site or an op not
+                allowed at its site.
+        """
+        if not isinstance(arch, Mapping):
+            raise SpaceError(
+                f"{source}: expected a mapping of site -> op, got {type(arch).__name__}"
+            )
+        missing = [name for name in self.sites if name not in arch]
+        if missing:
+            raise SpaceError(
+                f"{source}: missing site(s) {', '.join(missing[:5])}"
+                f"{' ...' if len(missing) > 5 else ''} ({len(missing)} of {len(self.sites)}) "
+                f"for space {self.name!r}"
+            )
+        unknown = [str(name) for name in arch if name not in self.sites]
+        if unknown:
+            raise SpaceError(
+                f"{source}: unknown site(s) {', '.join(unknown[:5])} for space {self.name!r} "
+                f"(its sites look like {next(iter(self.sites))!r})"
+            )
+        for name, site in self.sites.items():
+            if arch[name] not in site.ops:
+                raise SpaceError(
+                    f"{source}: op {arch[name]!r} is not allowed at site {name!r} "
+                    f"({site.channels}x{site.height}x{site.width}); allowed: {', '.join(site.ops)}"
+                )
+        return {name: str(arch[name]) for name in self.sites}
+
+    def uniform_arch(self, op: str) -> dict[str, str]:
+        """Every site -> ``op``; ``SpaceError`` if ``op`` is not allowed at some site."""
+        refused = [name for name, site in self.sites.items() if op not in site.ops]
+        if refused:
+            raise SpaceError(
+                f"op {op!r} is not allowed at {len(refused)} site(s) of space {self.name!r}, "
+                f"e.g. {refused[0]!r} (allowed there: {', '.join(self.sites[refused[0]].ops)})"
+            )
+        return {name: op for name in self.sites}
+
+    def random_arch(self, rng: random.Random | int | None = None) -> dict[str, str]:
+        """An architecture drawn uniformly: each site's op independently.
+
+        Args:
+            rng: a ``random.Random``, a seed, or None for the ``random`` module's global
+                generator (seeded by ``nasfuse.runtime.seed_everything``).
+        """
+        if isinstance(rng, int) and not isinstance(rng, bool):
+            rng = random.Random(rng)
+        generator = rng if rng is not None else random
+        return {name: generator.choice(site.ops) for name, site in self.sites.items()}
+
+    def build(
+        self,
+        make_fusion: Callable[[Site], nn.Module],
+        num_classes: int,
+        in_chans: int,
+    ) -> nn.Module:
+        """The network of this space with ``make_fusion(site)`` as the fusion module of each site.
+
+        Returns a ``FusionNet``: ``forward(x)`` maps ``(B, in_chans, H, W)`` to
+        ``(B, num_classes)``; ``site_paths`` says where each site's module sits.
+        """
+        return FAMILIES[self.family].build(self, make_fusion, num_classes, in_chans)
+
+
+def shipped_space_dirs() -> list[Path]:
+    """Where shipped spaces are looked up: in the wheel, then the repository's top level."""
+    package = Path(__file__).resolve().parent.parent
+    return [package / "search_spaces", package.parent / "search_spaces"]
+
+
+def list_spaces() -> list[str]:
+    """Names of the shipped spaces (``hrnet_lite``, ``resnet18``, ``resnet20``)."""
+    names: set[str] = set()
+    for folder in shipped_space_dirs():
+        if folder.is_dir():
+            names.update(path.stem for path in folder.glob("*.yaml"))
+    return sorted(names)
+
+
+def _find_space_file(name_or_path: str | Path) -> tuple[Path, str]:
+    """The file to read and the ``source`` to record (shipped name or resolved path)."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.is_file():
+        return path, str(path.resolve())
+    if (
+        not isinstance(name_or_path, Path)
+        and "/" not in text
+        and not text.endswith((".yaml", ".yml"))
+    ):
+        for folder in shipped_space_dirs():
+            candidate = folder / f"{text}.yaml"
+            if candidate.is_file():
+                return candidate, text
+        raise SpaceError(
+            f"unknown search space {text!r}: not a shipped space ({', '.join(list_spaces()) or 'none found'}) "
+            "and not a file"
+        )
+    raise FileNotFoundError(f"{text}: search space file not found")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml_mapping(path: Path, what: str = "a mapping") -> dict[str, Any]:
+    """Parse ``path`` as YAML; ``SpaceError`` with the line for syntax errors."""
+    try:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpaceError(f"{path}: {where}not valid YAML: {problem}") from exc
+    if not isinstance(data, dict):
+        raise SpaceError(f"{path}: expected {what} at the top level, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: Mapping[str, Any], source: str
+) -> dict[str, Any]:
+    """A copy of ``raw`` with each ``"a.b.0.c": value`` override set.
+
+    The last key may be new (validation then refuses it if it is unknown); every key
+    before it must exist.
+    """
+    data = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise SpaceError(
+                        f"{source}: override {dotted!r}: {part!r} is not an index of a list of {len(node)}"
+                    )
+                index: Any = int(part)
+            elif isinstance(node, dict):
+                index = part
+                if not last and part not in node:
+                    raise SpaceError(
+                        f"{source}: override {dotted!r}: no key {'.'.join(parts[: depth + 1])!r}"
+                    )
+            else:
+                raise SpaceError(
+                    f"{source}: override {dotted!r}: {'.'.join(parts[:depth])!r} is not a mapping or list"
+                )
+            if last:
+                node[index] = copy.deepcopy(value)
+            else:
+                node = node[index]
+    return data
+
+
+def _resolve_restrictions(raw: Any, ops: list[str], where: Where) -> dict[str, dict[str, Any]]:
+    rules = check_keys(raw, ops, (), where.child("restrict")) if raw is not None else {}
+    resolved: dict[str, dict[str, Any]] = {}
+    for op, rule in rules.items():
+        at = where.child("restrict").child(op)
+        check_keys(rule, RULE_KEYS, (), at)
+        entry: dict[str, Any] = {}
+        for key in ("max_hw", "min_hw", "max_channels"):
+            if key in rule:
+                entry[key] = get_int(rule, key, at)
+        if "sites" in rule:
+            patterns = get_list(rule, "sites", at)
+            if not all(isinstance(p, str) for p in patterns):
+                raise at.error("sites", f"expected a list of site-name patterns, got {patterns!r}")
+            entry["sites"] = list(patterns)
+        resolved[op] = entry
+    return resolved
+
+
+def _op_allowed(rule: Mapping[str, Any] | None, name: str, channels: int, hw: int) -> bool:
+    if not rule:
+        return True
+    if "max_hw" in rule and hw > rule["max_hw"]:
+        return False
+    if "min_hw" in rule and hw < rule["min_hw"]:
+        return False
+    if "max_channels" in rule and channels > rule["max_channels"]:
+        return False
+    return not ("sites" in rule and not any(fnmatch.fnmatchcase(name, p) for p in rule["sites"]))
+
+
+def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any], list[Site]]:
+    """Validate a raw space mapping; return the resolved config and its sites."""
+    from nasfuse.ops import list_ops
+
+    if not isinstance(raw, Mapping) or "family" not in raw:
+        check_keys(raw, COMMON_KEYS, ("family",), where)
+    family_name = raw["family"]
+    if family_name not in FAMILIES:
+        raise where.error("family", f"expected one of {', '.join(FAMILIES)}, got {family_name!r}")
+    family = FAMILIES[family_name]
+    check_keys(
+        raw, COMMON_KEYS + family.KEYS, ("name", "family", "input_size", "ops", "stages"), where
+    )
+    if not isinstance(raw["name"], str) or not raw["name"]:
+        raise where.error("name", f"expected a non-empty string, got {raw['name']!r}")
+    ops = get_list(raw, "ops", where)
+    registered = list_ops()
+    for op in ops:
+        if op not in registered:
+            raise where.error("ops", f"unknown op {op!r}; registered ops: {', '.join(registered)}")
+    if len(set(ops)) != len(ops):
+        raise where.error("ops", f"an op is listed twice in {ops!r}")
+    config: dict[str, Any] = {
+        "name": raw["name"],
+        "family": family_name,
+        "description": str(raw.get("description", "")),
+        "input_size": get_int(raw, "input_size", where),
+        "in_chans": get_int(raw, "in_chans", where, default=3),
+        "width_mult": get_number(raw, "width_mult", where, default=1.0),
+        "ops": list(ops),
+        "restrict": _resolve_restrictions(raw.get("restrict"), ops, where),
+    }
+    config.update(family.resolve(raw, where))
+    sites = []
+    for name, channels, num_inputs, height, width in family.site_shapes(config):
+        allowed = tuple(
+            op
+            for op in ops
+            if _op_allowed(config["restrict"].get(op), name, channels, height * width)
+        )
+        if not allowed:
+            raise where.error(
+                "restrict", f"no op is left at site {name!r} ({channels}x{height}x{width})"
+            )
+        sites.append(Site(name, channels, num_inputs, height, width, allowed))
+    return config, sites
+
+
+def load_space(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
+    """Load and validate a search space.
+
+    Args:
+        name_or_path: a shipped name (``"hrnet_lite"``, see :func:`list_spaces`) or a YAML
+            file.
+        overrides: ``{"width_mult": 0.5, "stages.0.modules": 1}``: dotted keys into the
+            file's mapping, validated like the file; they change the space's hash.
+
+    Raises:
+        SpaceError: naming the file and the key, for unknown keys or ops, channel lists
+            that do not match the branch count, non-positive sizes, invalid YAML (with the
+            line), an unknown shipped name.
+        FileNotFoundError: for a path that does not exist.
+
+    Example:
+        >>> space = load_space("hrnet_lite", {"width_mult": 0.5})
+        >>> site = space.sites["stage3.module1.fuse.branch2"]  # Site(channels=80, ...)
+    """
+    path, source = _find_space_file(name_or_path)
+    raw = read_yaml_mapping(path, "a search-space mapping")
+    options = dict(overrides or {})
+    label = str(path)
+    if options:
+        label = f"{path} (with overrides {options})"
+        raw = apply_overrides(raw, options, label)
+    config, sites = resolve_space(raw, Where(label))
+    return SearchSpace(config, sites, source, options)

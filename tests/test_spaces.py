@@ -1,0 +1,274 @@
+"""Search spaces: loading, site shapes, op rules, overrides and every refusal."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasfuse.ops import list_ops
+from nasfuse.spaces import SpaceError, list_spaces, load_space
+from nasfuse.supernet import build_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY_HRNET = FIXTURES / "tiny_hrnet.yaml"
+TINY_RESNET = FIXTURES / "tiny_resnet.yaml"
+ALL_SPACES = [*list_spaces(), str(TINY_HRNET), str(TINY_RESNET)]
+
+
+def space_id(name: str) -> str:
+    return Path(name).stem
+
+
+def test_shipped_spaces_are_listed() -> None:
+    assert {"hrnet_lite", "resnet20", "resnet18"} <= set(list_spaces())
+
+
+@pytest.mark.parametrize("name", ALL_SPACES, ids=space_id)
+def test_space_loads_with_valid_sites(name: str) -> None:
+    space = load_space(name)
+    registered = list_ops()
+    assert space.sites, "a space without sites"
+    for site_name, site in space.sites.items():
+        assert site.name == site_name
+        assert site.channels > 0 and site.height > 0 and site.width > 0
+        assert site.num_inputs >= 2
+        assert site.ops and set(site.ops) <= set(space.config["ops"]) <= set(registered)
+        rule = space.config["restrict"].get("cmgm", {})
+        if "cmgm" in site.ops and "max_hw" in rule:
+            assert site.height * site.width <= rule["max_hw"]
+    assert space.size() == math.prod(len(site.ops) for site in space.sites.values())
+    assert len(space.hash) == 16 and int(space.hash, 16) >= 0
+
+
+@pytest.mark.parametrize("name", ALL_SPACES, ids=space_id)
+def test_site_shapes_match_the_tensors_seen_in_forward(name: str) -> None:
+    space = load_space(name)
+    model = build_model(space, space.uniform_arch("add")).eval()
+    seen: dict[str, list[tuple[int, ...]]] = {}
+    for site_name, module in model.fusion_modules().items():
+        module.register_forward_hook(
+            lambda mod, args, out, site_name=site_name: seen.__setitem__(
+                site_name, [tuple(x.shape) for x in args[0]] + [tuple(out.shape)]
+            )
+        )
+    with torch.no_grad():
+        model(torch.randn(1, space.in_chans, space.input_size, space.input_size))
+    assert list(seen) == list(space.sites), "sites not visited once each, in order"
+    for site_name, site in space.sites.items():
+        expected = (1, site.channels, site.height, site.width)
+        assert seen[site_name] == [expected] * (site.num_inputs + 1), site_name
+
+
+def test_shipped_space_shapes() -> None:
+    hrnet = load_space("hrnet_lite")
+    assert len(hrnet.sites) == 2 * (2 * 2 + 2) + 4 * (3 * 2 + 3) + 2 * (4 * 2 + 4) == 72
+    site = hrnet.sites["stage3.module1.fuse.branch2"]
+    assert (site.channels, site.num_inputs, site.height, site.width) == (160, 3, 8, 8)
+    block = hrnet.sites["stage4.module1.branch3.block1"]
+    assert (block.channels, block.num_inputs, block.height) == (320, 2, 4)
+    assert len(load_space("resnet20").sites) == 9
+    resnet18 = load_space("resnet18")
+    assert list(resnet18.sites)[0] == "layer1.0" and len(resnet18.sites) == 8
+    assert (resnet18.sites["layer4.1"].channels, resnet18.sites["layer4.1"].height) == (512, 7)
+
+
+def test_hrnet_lite_at_224_with_stem_stride_4() -> None:
+    space = load_space("hrnet_lite", {"input_size": 224, "stem_stride": 4})
+    sizes = [space.sites[f"stage4.module0.fuse.branch{b}"].height for b in range(4)]
+    assert sizes == [56, 28, 14, 7]
+    cmgm_sites = [name for name, site in space.sites.items() if "cmgm" in site.ops]
+    assert cmgm_sites and all(space.sites[n].height <= 14 for n in cmgm_sites)
+
+
+def test_op_rules_restrict_ops_by_size() -> None:
+    space = load_space(TINY_HRNET)
+    for site in space.sites.values():
+        assert ("concat" in site.ops) == (site.height * site.width <= 64)
+        assert "add" in site.ops
+
+
+def test_site_pattern_rule(tmp_path: Path) -> None:
+    text = TINY_HRNET.read_text().replace("concat: {max_hw: 64}", 'concat: {sites: ["*.fuse.*"]}')
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    space = load_space(path)
+    for name, site in space.sites.items():
+        assert ("concat" in site.ops) == (".fuse." in name)
+
+
+def test_overrides_are_applied_recorded_and_hashed() -> None:
+    base = load_space(TINY_HRNET)
+    half = load_space(TINY_HRNET, {"width_mult": 0.5})
+    assert half.options == {"width_mult": 0.5}
+    assert half.hash != base.hash
+    for name, site in base.sites.items():
+        assert half.sites[name].channels == round(site.channels * 0.5)
+    fewer = load_space(TINY_HRNET, {"stages.1.blocks": 2})
+    assert len(fewer.sites) == len(base.sites) + 3
+    assert load_space(TINY_HRNET, {}).hash == base.hash
+
+
+def test_space_loads_from_a_path_like_from_its_name() -> None:
+    repo_file = Path(__file__).parent.parent / "search_spaces" / "resnet20.yaml"
+    if not repo_file.is_file():
+        pytest.skip("not running from a source checkout")
+    by_path = load_space(repo_file)
+    by_name = load_space("resnet20")
+    assert by_path.hash == by_name.hash
+    assert by_name.source == "resnet20" and by_path.source == str(repo_file.resolve())
+
+
+def write_variant(tmp_path: Path, old: str, new: str, base: Path = TINY_HRNET) -> Path:
+    text = base.read_text()
+    assert old in text, f"fixture changed: {old!r} not in it"
+    path = tmp_path / "variant.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "head_channels: 16",
+            "head_channels: 16\nheadchannels: 3",
+            "unknown key(s) 'headchannels'",
+        ),
+        (
+            "modules: 1, blocks: 1}\n  - {branches: 3",
+            "modules: 1, blocks: 1, bloks: 2}\n  - {branches: 3",
+            "'stages[0].bloks'",
+        ),
+        ("ops: [add, concat]", "ops: [add, concat, sum]", "key 'ops': unknown op 'sum'"),
+        (
+            "channels: [8, 16]",
+            "channels: [8, 16, 32]",
+            "key 'stages[0].channels': expected 2 widths",
+        ),
+        (
+            "channels: [8, 16, 16]",
+            "channels: [8, 16]",
+            "key 'stages[1].channels': expected 3 widths",
+        ),
+        ("input_size: 16", "input_size: 0", "key 'input_size': expected an integer >= 1"),
+        ("channels: [8, 16]", "channels: [8, -16]", "key 'stages[0].channels': expected positive"),
+        (
+            "modules: 1, blocks: 1}\n  - {branches: 3",
+            "modules: 0, blocks: 1}\n  - {branches: 3",
+            "key 'stages[0].modules'",
+        ),
+        ("width_mult: 1.0", "width_mult: -0.5", "key 'width_mult': expected a positive number"),
+        ("stem_stride: 1", "stem_stride: 3", "key 'stem_stride': expected a power of 2"),
+        ("family: hrnet", "family: vgg", "key 'family': expected one of hrnet, resnet"),
+        ("concat: {max_hw: 64}", "concat: {max_hw: 64, max_area: 3}", "'restrict.concat.max_area'"),
+        ("concat: {max_hw: 64}", "dwff: {max_hw: 64}", "'restrict.dwff'"),
+        ("ops: [add, concat]", "ops: [concat]", "no op is left at site"),
+        ("{branches: 3,", "{branches: 1,", "key 'stages[1].branches': expected at least 2"),
+        (
+            "input_size: 16",
+            "input_size: 16\ninput_size: 32",
+            "line 7, column 1: not valid YAML: key 'input_size' is given twice",
+        ),
+        ("stages:", "stages: [", "line"),
+    ],
+)
+def test_bad_space_files_are_refused(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    path = write_variant(tmp_path, old, new)
+    with pytest.raises(SpaceError) as caught:
+        load_space(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert expected in message
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write_variant(tmp_path, "head_channels: 16", "head_channels: [16")
+    with pytest.raises(SpaceError, match=r"variant\.yaml: line \d+, column \d+: not valid YAML"):
+        load_space(path)
+
+
+def test_bad_overrides_are_refused() -> None:
+    with pytest.raises(SpaceError, match=r"with overrides .*key 'width_mult': expected a positive"):
+        load_space(TINY_HRNET, {"width_mult": 0})
+    with pytest.raises(SpaceError, match="unknown key.*'depth'"):
+        load_space(TINY_HRNET, {"depth": 3})
+    with pytest.raises(SpaceError, match="override 'stages.5.blocks'"):
+        load_space(TINY_HRNET, {"stages.5.blocks": 3})
+    with pytest.raises(SpaceError, match="no key 'stem'"):
+        load_space(TINY_HRNET, {"stem.stride.x": 3})
+
+
+def test_unknown_names_and_missing_files() -> None:
+    with pytest.raises(SpaceError, match="unknown search space 'hrnet_big'.*hrnet_lite"):
+        load_space("hrnet_big")
+    with pytest.raises(FileNotFoundError, match="nowhere/space.yaml"):
+        load_space("nowhere/space.yaml")
+
+
+def test_uniform_arch_refuses_an_op_not_allowed_everywhere() -> None:
+    space = load_space(TINY_HRNET)
+    assert set(space.uniform_arch("add").values()) == {"add"}
+    with pytest.raises(SpaceError, match="'concat' is not allowed at 4 site"):
+        space.uniform_arch("concat")
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """Give every BN non-trivial running statistics and affine parameters."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.randn(shape, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(shape, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(shape, generator=generator) * 0.1)
+
+
+def reference_conv_bn(x: torch.Tensor, layers: nn.Sequential, stride: int) -> torch.Tensor:
+    """``BN(conv(x))`` written out with the functional API and the layers' tensors."""
+    conv, bn = layers[0], layers[1]
+    y = F.conv2d(x, conv.weight, stride=stride, padding=conv.kernel_size[0] // 2)
+    return F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
+
+
+def test_hrnet_fuse_layer_equals_a_hand_written_hrnet_sum() -> None:
+    space = load_space(TINY_HRNET)
+    model = build_model(space, space.uniform_arch("add")).eval()
+    randomize_batchnorm(model)
+    fuse = model.stages[1][0].fuse  # stage3: 3 branches at 16, 8, 4
+    widths = [8, 16, 16]
+    xs = [torch.randn(2, c, 16 >> b, 16 >> b) for b, c in enumerate(widths)]
+    originals = [x.clone() for x in xs]
+
+    def down(x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        chain = fuse.align[i][j]
+        for step in range(i - j):
+            x = reference_conv_bn(x, chain[3 * step : 3 * step + 2], stride=2)
+            if step < i - j - 1:
+                x = F.relu(x)
+        return x
+
+    def up(x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        y = reference_conv_bn(x, fuse.align[i][j].project, stride=1)
+        return F.interpolate(y, scale_factor=2 ** (j - i), mode="nearest")
+
+    expected = []
+    for i in range(3):
+        total = xs[i].clone()
+        for j in range(3):
+            if j < i:
+                total = total + down(xs[j], i, j)
+            elif j > i:
+                total = total + up(xs[j], i, j)
+        expected.append(F.relu(total))
+    with torch.no_grad():
+        outputs = fuse(xs)
+    for out, ref in zip(outputs, expected, strict=True):
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    for x, original in zip(xs, originals, strict=True):
+        assert torch.equal(x, original), "the fuse layer wrote into its inputs"
