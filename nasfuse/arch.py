@@ -26,7 +26,7 @@ from nasfuse.files import atomic_write_text
 from nasfuse.spaces import SearchSpace, SpaceError, load_space
 from nasfuse.spaces._space import read_yaml_mapping
 
-__all__ = ["arch_hash", "save_arch", "load_arch", "ARCH_FILE_KEYS"]
+__all__ = ["arch_hash", "save_arch", "load_arch", "arch_from_argument", "ARCH_FILE_KEYS"]
 
 ARCH_FILE_KEYS = ("space", "space_options", "space_hash", "arch", "metrics")
 
@@ -124,3 +124,27 @@ def load_arch(
     if not isinstance(arch, Mapping):
         raise SpaceError(f"{path}: key 'arch': expected a mapping of site -> op, got {arch!r}")
     return space.validate_arch(arch, source=str(path)), space
+
+
+def arch_from_argument(value: str | Path | Mapping[str, str], space: SearchSpace) -> dict[str, str]:
+    """The architecture a user means by ``value`` in ``space``.
+
+    Args:
+        value: an architecture file (checked against ``space``), an op name (every site
+            gets it), or a mapping site -> op.
+        space: the space the architecture must belong to.
+
+    Raises:
+        SpaceError: for an architecture that does not fit ``space``.
+        FileNotFoundError: for a string that is neither a file nor an op of ``space``.
+    """
+    if isinstance(value, Mapping):
+        return space.validate_arch(value)
+    if Path(value).is_file():
+        return load_arch(value, space)[0]
+    if str(value) in space.config["ops"]:
+        return space.uniform_arch(str(value))
+    raise FileNotFoundError(
+        f"{value}: neither an architecture file nor an op of space {space.name!r} "
+        f"({', '.join(space.config['ops'])})"
+    )

@@ -272,3 +272,58 @@ def test_hrnet_fuse_layer_equals_a_hand_written_hrnet_sum() -> None:
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     for x, original in zip(xs, originals, strict=True):
         assert torch.equal(x, original), "the fuse layer wrote into its inputs"
+
+
+def test_shipped_spaces_are_found_in_the_wheel_before_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nasfuse.spaces import _space
+
+    wheel, checkout = tmp_path / "wheel", tmp_path / "checkout"
+    wheel.mkdir()
+    checkout.mkdir()
+    (checkout / "tiny.yaml").write_text(TINY_RESNET.read_text())
+    (checkout / "other.yaml").write_text(TINY_RESNET.read_text())
+    (wheel / "tiny.yaml").write_text(TINY_HRNET.read_text())
+    monkeypatch.setattr(_space, "shipped_space_dirs", lambda: [wheel, checkout])
+    assert list_spaces() == ["other", "tiny"]
+    assert load_space("tiny").name == "tiny_hrnet"
+    assert load_space("other").name == "tiny_resnet"
+
+
+def test_cli_space_show_prints_every_site(capsys: pytest.CaptureFixture[str]) -> None:
+    from nasfuse.cli import main
+
+    assert main(["space", "show", str(TINY_HRNET), "--set", "width_mult=0.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    space = load_space(TINY_HRNET, {"width_mult": 0.5})
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("stage")}
+    assert list(rows) == list(space.sites)
+    assert rows["stage3.module0.fuse.branch2"] == ["8", "3", "4x4", "add", "concat"]
+    assert rows["stage2.module0.branch0.block0"] == ["4", "2", "16x16", "add"]
+    assert lines[-1].startswith("10 sites; space size 64 architectures")
+    assert space.hash in lines[0] and "width_mult': 0.5" in lines[0]
+
+
+def test_cli_space_list_and_cost(capsys: pytest.CaptureFixture[str]) -> None:
+    from nasfuse.cli import main
+    from nasfuse.profile import count_params
+
+    assert main(["space", "list"]) == 0
+    listed = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(listed) == set(list_spaces())
+    assert listed["resnet20"][3] == "9" and listed["resnet18"][3] == "8"
+    assert main(["space", "cost", str(TINY_RESNET), "--arch", "concat"]) == 0
+    out = capsys.readouterr().out
+    space = load_space(TINY_RESNET)
+    params = count_params(build_model(space, space.uniform_arch("concat")))
+    assert f"params {params:,}" in out
+
+
+def test_cli_space_errors_name_the_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    from nasfuse.cli import main
+
+    assert main(["space", "show", str(TINY_HRNET), "--set", "stem_stride=3"]) == 2
+    assert "key 'stem_stride': expected a power of 2" in capsys.readouterr().err
+    assert main(["space", "cost", str(TINY_RESNET), "--arch", "no_such_op"]) == 2
+    assert "neither an architecture file nor an op" in capsys.readouterr().err

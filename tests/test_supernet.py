@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from nasfuse.ops import list_ops
 from nasfuse.profile import count_params
 from nasfuse.spaces import SearchSpace, SpaceError, list_spaces, load_space
 from nasfuse.supernet import SiteChoice, Supernet, arch_cost, build_model
@@ -185,3 +186,64 @@ def test_arch_cost_counts_the_model() -> None:
     extra_flops = sum(2 * 2 * s.channels**2 * s.height * s.width for s in space.sites.values())
     assert flops_concat - flops_add == extra_flops
     assert arch_cost(space, add, input_size=32)[1] > 3 * flops_add
+
+
+@pytest.mark.parametrize("op", list_ops())
+def test_every_registered_op_trains_and_extracts_in_a_tiny_hrnet(op: str) -> None:
+    # A new op is covered the moment it is registered: tiny_hrnet with every registered op.
+    space = load_space(TINY_HRNET, {"ops": list_ops(), "restrict": {"cmgm": {"max_hw": 64}}})
+    supernet = Supernet(space)
+    arch = {name: op if op in site.ops else "add" for name, site in space.sites.items()}
+    assert op in arch.values()
+    supernet.set_arch(arch)
+    supernet.train()
+    supernet(images(space)).logsumexp(dim=1).mean().backward()
+    for name, choice in supernet.choices.items():
+        for param in choice.candidates[arch[name]].parameters():
+            assert param.grad is not None and torch.isfinite(param.grad).all(), (name, op)
+    settle_batchnorm(supernet, space)
+    model = supernet.extract()
+    x = images(space, seed=9)
+    with torch.no_grad():
+        torch.testing.assert_close(supernet(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_spaces())
+def test_timm_builds_every_shipped_space(name: str) -> None:
+    import timm
+
+    import nasfuse  # noqa: F401  (registers the models)
+
+    model = timm.create_model(f"nasfuse_{name}", num_classes=3)
+    space = load_space(name)
+    assert model.arch == space.uniform_arch("add")
+    assert model.get_classifier().out_features == 3
+    assert model.pretrained_cfg["input_size"] == (3, space.input_size, space.input_size)
+
+
+def test_timm_model_from_an_arch_file_a_mapping_or_an_op(tmp_path: Path) -> None:
+    import timm
+
+    from nasfuse.arch import save_arch
+
+    space = load_space("resnet20")
+    arch = space.random_arch(rng=8)
+    save_arch(arch, tmp_path / "arch.yaml", space)
+    model = timm.create_model("nasfuse_resnet20", arch=str(tmp_path / "arch.yaml"), num_classes=10)
+    assert model.arch == arch
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x).shape == (2, 10)
+    assert model.forward_features(x).shape == (2, 64, 8, 8)
+    model.reset_classifier(4)
+    assert model(x).shape == (2, 4)
+    assert timm.create_model("nasfuse_resnet20", arch=arch).arch == arch
+    half = timm.create_model("nasfuse_resnet20", arch="aff", space_options={"width_mult": 0.5})
+    assert set(half.arch.values()) == {"aff"} and half.num_features == 32
+    with pytest.raises(SpaceError, match="of space 'resnet20' cannot build nasfuse_resnet18"):
+        timm.create_model("nasfuse_resnet18", arch=tmp_path / "arch.yaml")
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        timm.create_model("nasfuse_resnet20", pretrained=True)
+    with pytest.raises(ValueError, match="does not take drop_rate"):
+        timm.create_model("nasfuse_resnet20", drop_rate=0.2)
+    with pytest.raises(FileNotFoundError, match="neither an architecture file nor an op"):
+        timm.create_model("nasfuse_resnet20", arch=str(tmp_path / "missing.yaml"))
