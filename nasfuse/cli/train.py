@@ -1,9 +1,273 @@
-"""Subcommand module (filled in by its owner)."""
+"""``nasfuse train-supernet``, ``nasfuse retrain`` and ``nasfuse eval``.
+
+Precedence of settings, lowest first: the config dataclass's defaults, ``--config FILE``
+(with ``--resume``, the run's own ``config.yaml`` when no ``--config`` is given), the
+explicit flags (``--epochs`` ...), then trailing ``key=value`` overrides.
+
+Under ``torchrun --nproc-per-node N -m nasfuse train-supernet ...`` training runs with
+DDP over the N processes; only rank 0 writes files and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by train-supernet and retrain (None: keep the config's value)."""
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="digits (default, offline), cifar10, cifar100 or imagefolder",
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="where CIFAR / the ImageFolder tree is (default ./data)"
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        default=None,
+        help="let torchvision download CIFAR into --data-dir",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size per process")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    parser.add_argument("--out", type=Path, default=None, help="run directory")
+    parser.add_argument("--config", type=Path, default=None, help="YAML config file")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. weight_decay=1e-4 opt=adamw (see the config classes)",
+    )
+
+
+def _flag_values(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
+    """``{config key: value}`` for the flags the user gave."""
+    values = {key: getattr(args, attr) for attr, key in names.items()}
+    if getattr(args, "no_progress", False):
+        values["progress"] = False
+    return {key: value for key, value in values.items() if value is not None}
+
+
+_COMMON_FLAGS = {
+    "dataset": "dataset",
+    "data_dir": "data_dir",
+    "download": "download",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "seed": "seed",
+}
+
+
+def _load_cfg(cls: type, args: argparse.Namespace, out: Path | None, flags: dict[str, Any]) -> Any:
+    from nasfuse.config import load_config, parse_overrides
+
+    config_file = args.config
+    if config_file is None and args.resume and out is not None and (out / "config.yaml").is_file():
+        config_file = out / "config.yaml"
+    overrides = {**flags, **parse_overrides(args.overrides)}
+    return load_config(cls, config_file, overrides)
+
+
+def _space_label(space: str) -> str:
+    return Path(space).stem if space.endswith((".yaml", ".yml")) else space
+
+
+def _train_supernet(args: argparse.Namespace) -> int:
+    from nasfuse.config import parse_overrides
+    from nasfuse.training import SupernetTrainConfig, train_supernet
+
+    flags = _flag_values(args, {**_COMMON_FLAGS, "space": "space", "sampler": "sampler"})
+    space_options = parse_overrides(args.space_overrides)
+    # --out may be needed to find the run's config.yaml on --resume.
+    cfg = _load_cfg(SupernetTrainConfig, args, args.out, flags)
+    if space_options:
+        cfg.space_options = {**cfg.space_options, **space_options}
+    out = args.out or Path("runs") / f"supernet-{_space_label(cfg.space)}-{cfg.dataset}"
+    if args.out is None and args.resume and args.config is None and (out / "config.yaml").is_file():
+        cfg = _load_cfg(SupernetTrainConfig, args, out, flags)
+        if space_options:
+            cfg.space_options = {**cfg.space_options, **space_options}
+    path = train_supernet(cfg, out, resume=args.resume)
+    print(f"supernet: {path}")
+    print(f"tensorboard --logdir {out / 'tb'}")
+    return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from nasfuse.arch import arch_hash, load_arch
+    from nasfuse.training import RetrainConfig, retrain
+
+    flags = _flag_values(args, {**_COMMON_FLAGS, "init": "init", "supernet": "supernet"})
+    cfg = _load_cfg(RetrainConfig, args, args.out, flags)
+    out = args.out
+    if out is None:
+        arch, _ = load_arch(args.arch)
+        stem = Path(args.arch).stem
+        out = Path("runs") / f"retrain-{stem}-{arch_hash(arch)[:8]}-{cfg.dataset}"
+        if args.resume and args.config is None and (out / "config.yaml").is_file():
+            cfg = _load_cfg(RetrainConfig, args, out, flags)
+    metrics = retrain(args.arch, cfg, out, resume=args.resume)
+    print(
+        f"test accuracy {metrics['test_acc']:.4f} (val {metrics['val_acc']:.4f}) on "
+        f"{metrics['dataset']}, {metrics['params']:,} params, {metrics['flops'] / 1e6:.2f} MFLOPs, "
+        f"{metrics['epochs']} epochs in {metrics['wall_time_s']:.0f} s on {metrics['device']}"
+    )
+    print(f"model: {out / 'model.pt'}  metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from nasfuse.arch import load_arch
+    from nasfuse.data import build_loaders
+    from nasfuse.files import CheckpointError, load_checkpoint
+    from nasfuse.runtime import device_name
+    from nasfuse.training import (
+        evaluate,
+        evaluate_arch,
+        load_model,
+        load_supernet,
+        model_cost,
+    )
+
+    arch, space = load_arch(args.arch)
+    kind = load_checkpoint(args.checkpoint).get("kind")
+    if kind not in ("model", "supernet"):
+        raise CheckpointError(
+            f"{args.checkpoint}: expected a 'model' (retrain) or 'supernet' checkpoint, "
+            f"found kind {kind!r}"
+        )
+    if kind == "model":
+        model, info = load_model(args.checkpoint, arch=arch, space=space)
+        num_classes, in_chans = int(info["num_classes"]), int(info["in_chans"])
+        dataset = args.dataset or info.get("dataset", "digits")
+    else:
+        supernet = load_supernet(args.checkpoint)
+        if supernet.space.hash != space.hash:
+            raise CheckpointError(
+                f"{args.checkpoint}: this supernet is of space {supernet.space.name!r} "
+                f"(hash {supernet.space.hash}); {args.arch} is of {space.name!r} (hash {space.hash})"
+            )
+        num_classes, in_chans = supernet.num_classes, supernet.in_chans
+        checkpoint = load_checkpoint(args.checkpoint, kind="supernet")
+        dataset = args.dataset or checkpoint.get("dataset", "digits")
+    bundle = build_loaders(
+        dataset,
+        input_size=space.input_size,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+    )
+    if (bundle.num_classes, bundle.in_chans) != (num_classes, in_chans):
+        raise ValueError(
+            f"{args.checkpoint}: the network has {num_classes} classes and {in_chans} input "
+            f"channels; {dataset} has {bundle.num_classes} and {bundle.in_chans}"
+        )
+    loader = bundle.test if args.split == "test" else bundle.val
+    if kind == "supernet":
+        # Inherited weights: recalibrate BN for this path, then score the chosen split.
+        evaluate_arch(supernet, arch, bundle, calib_batches=args.calib_batches)
+        model = supernet.extract(arch).eval()
+    accuracy = evaluate(model, loader)
+    params, flops = model_cost(model, in_chans, space.input_size)
+    result = {
+        "accuracy": accuracy,
+        "split": args.split,
+        "dataset": dataset,
+        "images": len(loader.dataset),
+        "params": params,
+        "flops": flops,
+        "input": [1, in_chans, space.input_size, space.input_size],
+        "checkpoint": str(args.checkpoint),
+        "kind": kind,
+        "device": device_name("cpu"),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    weights = "trained model" if kind == "model" else "supernet weights, BN recalibrated"
+    print(f"arch: {args.arch} (space {space.name}, {weights})")
+    print(f"{args.split} accuracy: {accuracy:.4f} ({result['images']} images of {dataset})")
+    print(f"params: {params:,}")
+    print(
+        f"FLOPs: {flops / 1e6:.2f} M for one {in_chans}x{space.input_size}x{space.input_size} image"
+    )
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's subcommands to ``subparsers``."""
+    """Add ``nasfuse train-supernet``, ``nasfuse retrain`` and ``nasfuse eval``."""
+    parser = subparsers.add_parser(
+        "train-supernet",
+        help="train a single-path supernet (uniform or fair sampling)",
+        description="Train a supernet: each step trains one sampled path. Writes "
+        "config.yaml, supernet.pt (every epoch) and TensorBoard curves in tb/. "
+        "Defaults: hrnet_lite on digits, 30 epochs, batch 64, SGD lr 0.05 cosine; "
+        "out dir runs/supernet-<space>-<dataset>.",
+    )
+    parser.add_argument("--space", default=None, help="space name or YAML file (hrnet_lite)")
+    parser.add_argument(
+        "--set",
+        dest="space_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="space option, e.g. --set width_mult=0.5 (repeatable)",
+    )
+    parser.add_argument(
+        "--sampler", choices=["uniform", "fair"], default=None, help="path sampler (uniform)"
+    )
+    _add_training_options(parser)
+    parser.set_defaults(func=_train_supernet)
+
+    parser = subparsers.add_parser(
+        "retrain",
+        help="train an exported architecture and score it on the test split",
+        description="Train the network of an arch file from scratch or from supernet "
+        "weights; writes model.pt, metrics.json, config.yaml and tb/. Defaults: digits, "
+        "20 epochs, batch 64, SGD lr 0.05 cosine; out dir "
+        "runs/retrain-<arch>-<hash>-<dataset>.",
+    )
+    parser.add_argument("arch", type=Path, help="architecture YAML file")
+    parser.add_argument(
+        "--init", choices=["scratch", "supernet"], default=None, help="initial weights (scratch)"
+    )
+    parser.add_argument("--supernet", default=None, help="supernet.pt for --init supernet")
+    _add_training_options(parser)
+    parser.set_defaults(func=_retrain)
+
+    parser = subparsers.add_parser(
+        "eval",
+        help="score an architecture's trained model (or its supernet weights)",
+        description="Accuracy, params and FLOPs of an architecture, with the weights of "
+        "a retrained model.pt or (after BN recalibration) of a supernet.pt.",
+    )
+    parser.add_argument("arch", type=Path, help="architecture YAML file")
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="model.pt (retrain) or supernet.pt"
+    )
+    parser.add_argument(
+        "--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)"
+    )
+    parser.add_argument("--data-dir", default=None, help="where CIFAR / ImageFolder data is")
+    parser.add_argument("--split", choices=["test", "val"], default="test", help="(test)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size (128)")
+    parser.add_argument(
+        "--calib-batches",
+        type=int,
+        default=20,
+        help="BN recalibration batches for supernet weights (20)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=_eval)

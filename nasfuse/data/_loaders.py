@@ -1,0 +1,257 @@
+"""Data loaders for training, validation, test and BN recalibration, seeded end to end.
+
+Determinism: the training order comes from a :class:`~torch.utils.data.DistributedSampler`
+(also with one process) seeded with ``seed`` and reshuffled by ``set_epoch``; the random
+augmentation of an image is drawn from its own generator, seeded by ``(seed, epoch,
+index)``. So an epoch's batches depend only on the seed and the epoch number: not on
+the number of workers, not on what else used the global RNG, and a resumed run sees
+exactly the batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from nasfuse.data._sources import SplitSource, load_source, stratified_indices
+
+__all__ = ["DataBundle", "AugmentedSplit", "build_loaders", "seed_worker"]
+
+
+class AugmentedSplit(Dataset):
+    """A split seen through a transform, with per-image seeded augmentation.
+
+    Args:
+        base: yields ``(float (C, H, W) in [0, 1], label)``.
+        augment: random transform on the ``[0, 1]`` image, or None.
+        finish: deterministic transform applied last (resize/crop for eval, normalise).
+        seed: the run's seed; with the epoch and the index it seeds each image's augmentation.
+        indices: which items of ``base`` to use (default: all).
+    """
+
+    def __init__(
+        self,
+        base: Dataset,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None,
+        finish: Callable[[torch.Tensor], torch.Tensor],
+        seed: int = 0,
+        indices: list[int] | None = None,
+    ) -> None:
+        self.base = base
+        self.augment = augment
+        self.finish = finish
+        self.seed = seed
+        self.indices = list(range(len(base))) if indices is None else list(indices)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose augmentation is drawn (call before iterating)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def targets(self) -> list[int]:
+        all_targets = self.base.targets()
+        return [all_targets[i] for i in self.indices]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[self.indices[index]]
+        if self.augment is not None:
+            sample_seed = ((self.seed * 1_000_003 + self.epoch) * 2_147_483_647 + index) % 2**63
+            # torchvision's random transforms draw from the global torch RNG; fork it so the
+            # draw depends on this seed only and the caller's RNG stream is left untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed)
+                image = self.augment(image)
+        return self.finish(image), label
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn``: seed Python and NumPy in a worker from torch's per-worker seed."""
+    worker_seed = torch.initial_seed() % 2**32
+    random.seed(worker_seed)
+    np.random.seed(worker_seed)
+
+
+@dataclass
+class DataBundle:
+    """The loaders of one dataset at one input size.
+
+    Attributes:
+        train: shuffled, augmented, ``drop_last=True`` (BN on pooled tensors needs batch > 1).
+        val: validation split, in order, no augmentation.
+        test: test split, in order, no augmentation.
+        calib: training images without augmentation, always the same batches in the same
+            (shuffled) order, for BatchNorm recalibration.
+        num_classes: number of classes.
+        in_chans: input channels (1 for digits, 3 otherwise).
+        name: the dataset's name.
+        input_size: the square side images are resized to.
+        class_names: one name per class index.
+        notes: remarks worth printing (e.g. "test split is val/").
+    """
+
+    train: DataLoader
+    val: DataLoader
+    test: DataLoader
+    calib: DataLoader
+    num_classes: int
+    in_chans: int
+    name: str
+    input_size: int = 32
+    class_names: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffle order and augmentation of training epoch ``epoch`` (0-based)."""
+        sampler = self.train.sampler
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        dataset = self.train.dataset
+        if isinstance(dataset, AugmentedSplit):
+            dataset.set_epoch(epoch)
+
+
+def _transforms(
+    source: SplitSource, input_size: int
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+    """(train augmentation, finish) for the source's style.
+
+    The augmentation takes a ``[0, 1]`` image to a random view at ``input_size``; the finish
+    (applied after the augmentation in training, alone otherwise) resizes what is not yet
+    at ``input_size`` and normalises.
+    """
+    from torchvision.transforms import v2
+
+    normalize = v2.Normalize(mean=list(source.mean), std=list(source.std))
+    if source.style == "resized_crop":
+        # Photos of any size: random resized crop for training, resize + centre crop else.
+        augment = v2.Compose(
+            [
+                v2.RandomResizedCrop(input_size, scale=(0.25, 1.0), antialias=True),
+                v2.RandomHorizontalFlip(),
+            ]
+        )
+        finish = v2.Compose(
+            [
+                v2.Resize(round(input_size / 0.875), antialias=True),
+                v2.CenterCrop(input_size),
+                normalize,
+            ]
+        )
+        return augment, finish
+    resize: list = []
+    if source.native_size is not None and source.native_size != input_size:
+        resize = [v2.Resize([input_size, input_size], antialias=True)]
+    # A shift of up to 1/8 of the side (4 pixels at 32x32), zero padded.
+    crop = v2.RandomCrop(input_size, padding=max(1, input_size // 8))
+    if source.style == "shift":
+        # Digits: small shifts only (a flipped 2 or 7 is no longer a digit).
+        augment = v2.Compose([*resize, crop])
+    else:
+        augment = v2.Compose([*resize, crop, v2.RandomHorizontalFlip()])
+    # Resize is idempotent on an image that is already at input_size.
+    finish = v2.Compose([*resize, normalize])
+    return augment, finish
+
+
+def build_loaders(
+    dataset: str = "digits",
+    input_size: int = 32,
+    batch_size: int = 64,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    train_subset: int | None = None,
+    *,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> DataBundle:
+    """Build the train/val/test/calib loaders of a dataset.
+
+    Args:
+        dataset: ``"digits"`` (offline, scikit-learn's), ``"cifar10"``, ``"cifar100"`` or
+            ``"imagefolder"``.
+        input_size: side of the square images the model gets.
+        batch_size: per-process batch size of every loader.
+        data_dir: where CIFAR or the ImageFolder tree is (default ``$NASFUSE_DATA_DIR`` or
+            ``./data``); unused for digits.
+        download: let torchvision download CIFAR into ``data_dir`` if it is not there.
+        seed: shuffle and augmentation seed (the splits themselves are fixed).
+        num_workers: loader worker processes.
+        train_subset: use only this many training images, a fixed stratified subset.
+        rank, world_size: this process's share of the training data; default: from
+            ``torch.distributed`` when it is initialised, else one process.
+
+    Raises:
+        FileNotFoundError: data not on disk (the message says where it looked and the option).
+        ValueError: unknown dataset, or fewer training images per process than ``batch_size``.
+    """
+    if rank is None or world_size is None:
+        import torch.distributed as dist
+
+        initialised = dist.is_available() and dist.is_initialized()
+        rank = dist.get_rank() if initialised else 0
+        world_size = dist.get_world_size() if initialised else 1
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2 (BatchNorm in training), got {batch_size}")
+    source = load_source(dataset, input_size, data_dir=data_dir, download=download)
+    train_indices: list[int] | None = None
+    if train_subset is not None:
+        targets = source.train.targets()
+        if not 0 < train_subset <= len(targets):
+            raise ValueError(
+                f"train_subset={train_subset} is not within 1..{len(targets)} "
+                f"(the {source.name} training split)"
+            )
+        if train_subset < len(targets):
+            train_indices = stratified_indices(targets, train_subset)[0].tolist()
+    augment, finish = _transforms(source, input_size)
+    train_set = AugmentedSplit(source.train, augment, finish, seed=seed, indices=train_indices)
+    calib_set = AugmentedSplit(source.train, None, finish, seed=seed, indices=train_indices)
+    per_rank = len(train_set) // world_size
+    if per_rank < batch_size:
+        raise ValueError(
+            f"{source.name}: {per_rank} training images per process, fewer than one batch of "
+            f"{batch_size}; lower the batch size"
+        )
+    pin = torch.cuda.is_available()
+    common = {"num_workers": num_workers, "worker_init_fn": seed_worker, "pin_memory": pin}
+    train = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        sampler=DistributedSampler(
+            train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        ),
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+        **common,
+    )
+    calib_order = torch.randperm(len(calib_set), generator=torch.Generator().manual_seed(seed))
+    calib = DataLoader(
+        calib_set, batch_size=batch_size, sampler=calib_order.tolist(), drop_last=True, **common
+    )
+
+    def eval_loader(split: Dataset) -> DataLoader:
+        return DataLoader(AugmentedSplit(split, None, finish), batch_size=batch_size, **common)
+
+    return DataBundle(
+        train=train,
+        val=eval_loader(source.val),
+        test=eval_loader(source.test),
+        calib=calib,
+        num_classes=source.num_classes,
+        in_chans=source.in_chans,
+        name=source.name,
+        input_size=input_size,
+        class_names=source.class_names,
+        notes=list(source.notes),
+    )

@@ -1,0 +1,217 @@
+"""Single-path supernet training (``nasfuse train-supernet``) and loading its checkpoint.
+
+Each step trains one path: the sampler (uniform or fair) picks an op at every site, the
+supernet runs only those ops, and only their weights (and the shared ones) get gradients.
+Every DDP rank draws the same path at the same step from the sampler's shared seed.
+
+Example:
+    >>> cfg = load_config(SupernetTrainConfig, overrides=["space=resnet20", "epochs=5"])
+    >>> path = train_supernet(cfg, "runs/supernet-resnet20-digits")     # .../supernet.pt
+    >>> supernet = load_supernet(path)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nasfuse.files import CheckpointError, load_checkpoint
+from nasfuse.training._loop import TrainingConfig, TrainingRun, build_bundle
+from nasfuse.training.evaluation import evaluate_arch, preserved_bn_stats
+from nasfuse.training.samplers import UniformSampler, create_sampler
+
+__all__ = [
+    "SupernetTrainConfig",
+    "SupernetTrainer",
+    "train_supernet",
+    "load_supernet",
+    "space_info",
+    "SUPERNET_FILE",
+]
+
+SUPERNET_FILE = "supernet.pt"
+
+
+@dataclass
+class SupernetTrainConfig(TrainingConfig):
+    """Supernet training: the space, the path sampler, and the shared hyperparameters.
+
+    Defaults: hrnet_lite on digits, 30 epochs, uniform sampling, and the
+    :class:`~nasfuse.training._loop.TrainingConfig` defaults (batch 64, SGD lr 0.05, cosine).
+
+    Attributes:
+        space: a shipped space's name or a space YAML file.
+        space_options: overrides applied when the space is loaded (e.g. ``width_mult: 0.5``).
+        sampler: ``uniform`` (SPOS) or ``fair`` (every op at every site equally often).
+        eval_archs: after each epoch, score this many fixed random archs on val (with BN
+            recalibration) for the ``val/acc_*`` curves; 0 to skip.
+        eval_calib_batches: BN recalibration batches for those scores.
+    """
+
+    space: str = "hrnet_lite"
+    space_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    sampler: Literal["uniform", "fair"] = "uniform"
+    eval_archs: int = 3
+    eval_calib_batches: int = 10
+
+
+def space_info(space: Any) -> dict[str, Any]:
+    """How a checkpoint names its space: the source, the load options and the hash.
+
+    A source that is a file is stored as an absolute path, so the checkpoint still finds
+    it from another working directory.
+    """
+    source = str(space.source)
+    if Path(source).is_file():
+        source = str(Path(source).resolve())
+    return {
+        "space": source,
+        "space_name": space.name,
+        "space_options": dict(space.options),
+        "space_hash": space.hash,
+    }
+
+
+def space_from_info(info: Mapping[str, Any], path: str | Path) -> Any:
+    """Load the space a checkpoint names, refusing one that changed since it was written."""
+    from nasfuse.spaces import load_space
+
+    try:
+        source, options, expected = info["space"], info["space_options"], info["space_hash"]
+    except KeyError as exc:
+        raise CheckpointError(
+            f"{path}: the checkpoint does not say which space it is ({exc})"
+        ) from exc
+    try:
+        space = load_space(source, options)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CheckpointError(f"{path}: cannot load its search space {source!r}: {exc}") from exc
+    if space.hash != expected:
+        raise CheckpointError(
+            f"{path}: the search space {source!r} (options {dict(options)}) has changed since "
+            f"this checkpoint was written (hash {space.hash}, checkpoint has {expected})"
+        )
+    return space
+
+
+class SupernetTrainer(TrainingRun):
+    """A supernet training run (see :func:`train_supernet`); ``.net`` is the :class:`Supernet`.
+
+    Args:
+        cfg: the config.
+        out_dir: the run directory (``supernet.pt``, ``config.yaml``, ``tb/``).
+        resume: continue from ``out_dir/supernet.pt``.
+        context: the distributed context; by default from torchrun's environment.
+    """
+
+    checkpoint_name = SUPERNET_FILE
+    checkpoint_kind = "supernet"
+    # Each step leaves every inactive candidate without a gradient; DDP has to look for
+    # them. All ranks share the path, so the unused set agrees across ranks.
+    find_unused_parameters = True
+
+    def __init__(
+        self,
+        cfg: SupernetTrainConfig,
+        out_dir: str | Path,
+        resume: bool = False,
+        context: Any = None,
+    ) -> None:
+        from nasfuse.runtime import seed_everything
+        from nasfuse.spaces import load_space
+        from nasfuse.supernet import Supernet
+        from nasfuse.training.distributed import setup_distributed
+
+        context = context if context is not None else setup_distributed()
+        space = load_space(cfg.space, cfg.space_options)
+        bundle = build_bundle(cfg, space.input_size, context)
+        seed_everything(cfg.seed)
+        supernet = Supernet(space, num_classes=bundle.num_classes, in_chans=bundle.in_chans)
+        self.space = space
+        self.sampler = create_sampler(cfg.sampler, space, seed=cfg.seed)
+        # A fixed set of archs scored after every epoch, so the val curve is comparable.
+        fixed = UniformSampler(space, seed=cfg.seed + 1)
+        self.eval_arch_list = [fixed.next_arch() for _ in range(cfg.eval_archs)]
+        super().__init__(cfg, out_dir, supernet, bundle, context, resume=resume)
+
+    def before_step(self, step: int) -> None:
+        self.net.set_arch(self.sampler.next_arch())
+
+    def after_epoch(self, epoch: int) -> dict[str, float]:
+        if not self.eval_arch_list or not self.context.is_main:
+            return {}
+        with preserved_bn_stats(self.net):
+            scores = [
+                evaluate_arch(self.net, arch, self.bundle, self.cfg.eval_calib_batches)
+                for arch in self.eval_arch_list
+            ]
+        return {
+            "val/acc_mean": sum(scores) / len(scores),
+            "val/acc_min": min(scores),
+            "val/acc_max": max(scores),
+        }
+
+    def log_extra(self, writer: Any, epoch: int) -> None:
+        # Cumulative steps each op was active at each site: flat lines for "fair".
+        for site, ops in self.sampler.counts.items():
+            for op, count in ops.items():
+                writer.add_scalar(f"sampling/{site}/{op}", count, epoch)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        return space_info(self.space)
+
+
+def train_supernet(cfg: SupernetTrainConfig, out_dir: str | Path, resume: bool = False) -> Path:
+    """Train a supernet; write ``config.yaml``, ``supernet.pt`` every epoch, ``tb/``.
+
+    Under ``torchrun`` this runs DDP over all processes; only rank 0 writes files.
+
+    Args:
+        cfg: the config.
+        out_dir: the run directory.
+        resume: continue the run in ``out_dir`` from its last checkpoint (to the very same
+            weights an uninterrupted run reaches). Without it, a directory that already
+            holds a checkpoint is refused.
+
+    Returns:
+        The path of ``supernet.pt`` (kind ``"supernet"``).
+    """
+    trainer = SupernetTrainer(cfg, out_dir, resume=resume)
+    try:
+        trainer.fit()
+    finally:
+        trainer.context.close()
+    return trainer.checkpoint_path
+
+
+def load_supernet(path: str | Path, map_location: str = "cpu") -> Any:
+    """The :class:`~nasfuse.supernet.Supernet` saved in a ``supernet.pt`` checkpoint.
+
+    The space is loaded from the name/file and options the checkpoint gives and must still
+    have the hash it had; the supernet is returned in eval mode.
+
+    Raises:
+        CheckpointError: missing, corrupted or not a supernet checkpoint, a changed space,
+            or weights that do not fit.
+    """
+    from nasfuse.supernet import Supernet
+
+    checkpoint = load_checkpoint(path, kind="supernet", map_location=map_location)
+    space = space_from_info(checkpoint, path)
+    try:
+        supernet = Supernet(space, int(checkpoint["num_classes"]), int(checkpoint["in_chans"]))
+        supernet.load_state_dict(checkpoint["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: weights do not fit the supernet of {space.name}: {exc}"
+        ) from exc
+    return supernet.eval()

@@ -1,0 +1,429 @@
+"""Supernet training: path samplers, BN recalibration, evaluation, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nasfuse.config import load_config
+from nasfuse.files import CheckpointError, load_checkpoint, save_checkpoint
+from nasfuse.spaces import load_space
+from nasfuse.supernet import Supernet
+from nasfuse.training import (
+    FairSampler,
+    SupernetTrainConfig,
+    SupernetTrainer,
+    UniformSampler,
+    batchnorm_layers,
+    create_sampler,
+    evaluate,
+    evaluate_arch,
+    load_supernet,
+    preserved_bn_stats,
+    recalibrate_bn,
+    train_supernet,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY_HRNET = str(FIXTURES / "tiny_hrnet.yaml")
+STEPS_PER_EPOCH = 4  # train_subset 128 / batch 32
+
+
+def tiny_config(**overrides: object) -> SupernetTrainConfig:
+    settings = {
+        "space": TINY_HRNET,
+        "epochs": 2,
+        "batch_size": 32,
+        "train_subset": 128,
+        "eval_archs": 1,
+        "eval_calib_batches": 2,
+        "progress": False,
+        **overrides,
+    }
+    return load_config(SupernetTrainConfig, overrides=settings)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny supernet trained for two epochs without interruption."""
+    out = tmp_path_factory.mktemp("straight")
+    train_supernet(tiny_config(), out)
+    return out
+
+
+def assert_same_checkpoints(a: dict, b: dict) -> None:
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for state_a, state_b in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert a["extra"]["sampler"] == b["extra"]["sampler"]
+    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"])
+
+
+# ------------------------------------------------------------------ samplers
+def test_uniform_sampler_counts_and_continues_from_its_state() -> None:
+    space = load_space("resnet20")
+    sampler = UniformSampler(space, seed=4)
+    for _ in range(10):
+        sampler.next_arch()
+    assert all(sum(counts.values()) == 10 for counts in sampler.counts.values())
+    state = copy.deepcopy(sampler.state_dict())
+    expected = [sampler.next_arch() for _ in range(5)]
+    resumed = UniformSampler(space, seed=99)
+    resumed.load_state_dict(state)
+    assert [resumed.next_arch() for _ in range(5)] == expected
+    assert resumed.counts == sampler.counts
+    assert UniformSampler(space, seed=5).next_arch() != UniformSampler(space, seed=4).next_arch()
+
+
+def test_fair_sampler_visits_every_op_once_per_block() -> None:
+    space = load_space("hrnet_lite")  # sites with 7 and with 8 allowed ops
+    lengths = {len(site.ops) for site in space.sites.values()}
+    assert len(lengths) > 1
+    sampler = create_sampler("fair", space, seed=0)
+    steps = 3 * 7 * 8
+    archs = [sampler.next_arch() for _ in range(steps)]
+    for name, site in space.sites.items():
+        n = len(site.ops)
+        for start in range(0, steps - n + 1, n):
+            block = [arch[name] for arch in archs[start : start + n]]
+            assert sorted(block) == sorted(site.ops), (name, start)
+        counts = sampler.counts[name].values()
+        assert max(counts) - min(counts) <= 1
+
+
+def test_fair_sampler_resumes_mid_block() -> None:
+    space = load_space("resnet20")
+    sampler = FairSampler(space, seed=1)
+    for _ in range(3):
+        sampler.next_arch()
+    state = copy.deepcopy(sampler.state_dict())
+    expected = [sampler.next_arch() for _ in range(9)]
+    resumed = FairSampler(space, seed=1)
+    resumed.load_state_dict(state)
+    assert [resumed.next_arch() for _ in range(9)] == expected
+
+
+def test_sampler_state_of_another_sampler_is_refused() -> None:
+    space = load_space("resnet20")
+    with pytest.raises(ValueError, match="'uniform' sampler, not 'fair'"):
+        FairSampler(space).load_state_dict(UniformSampler(space).state_dict())
+    with pytest.raises(ValueError, match="unknown sampler 'greedy'"):
+        create_sampler("greedy", space)
+
+
+# ------------------------------------------------------- BN recalibration
+def _batches(count: int, size: int = 8, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        (
+            torch.randn(size, 1, 6, 6, generator=generator) * 2 + 1,
+            torch.zeros(size, dtype=torch.long),
+        )
+        for _ in range(count)
+    ]
+
+
+def test_recalibrate_bn_averages_the_batch_statistics() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    model.eval()
+    batches = _batches(4)
+    recalibrate_bn(model, batches, batches=3)
+    bn = model[1]
+    with torch.no_grad():
+        features = [model[0](x) for x, _ in batches[:3]]
+    means = torch.stack([f.mean(dim=(0, 2, 3)) for f in features]).mean(0)
+    variances = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in features]).mean(0)
+    assert torch.allclose(bn.running_mean, means, atol=1e-5)
+    assert torch.allclose(bn.running_var, variances, atol=1e-4)
+    assert bn.momentum == 0.1 and not model.training
+    assert int(bn.num_batches_tracked) == 3
+
+
+def _last_shared_bn(supernet: Supernet) -> tuple[str, nn.BatchNorm2d]:
+    named = [
+        (name, module)
+        for name, module in supernet.named_modules()
+        if isinstance(module, nn.BatchNorm2d) and "candidates" not in name
+    ]
+    return named[-1]
+
+
+def test_recalibration_gives_the_statistics_of_the_active_path() -> None:
+    from nasfuse.data import build_loaders
+
+    space = load_space(TINY_HRNET)
+    bundle = build_loaders("digits", input_size=space.input_size, batch_size=16, train_subset=64)
+    torch.manual_seed(0)
+    supernet = Supernet(space, num_classes=10, in_chans=1)
+    all_add = {name: "add" for name in space.sites}
+    last_op = {name: site.ops[-1] for name, site in space.sites.items()}
+    assert all_add != last_op
+    name, bn = _last_shared_bn(supernet)
+
+    supernet.set_arch(all_add)
+    recalibrate_bn(supernet, bundle.calib, batches=3)
+    stats_add = bn.running_mean.clone()
+    # The statistics computed directly: the inputs that reach this BN on the active path.
+    inputs: list[torch.Tensor] = []
+    twin = copy.deepcopy(supernet).train()
+    twin.get_submodule(name).register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    with torch.no_grad():
+        for index, (images, _) in enumerate(bundle.calib):
+            if index == 3:
+                break
+            twin(images)
+    direct = torch.stack([x.mean(dim=(0, 2, 3)) for x in inputs]).mean(0)
+    assert torch.allclose(stats_add, direct, atol=1e-5)
+
+    supernet.set_arch(last_op)
+    recalibrate_bn(supernet, bundle.calib, batches=3)
+    assert not torch.allclose(bn.running_mean, stats_add, atol=1e-3)
+    supernet.set_arch(all_add)
+    recalibrate_bn(supernet, bundle.calib, batches=3)
+    assert torch.allclose(bn.running_mean, stats_add)
+
+
+def test_preserved_bn_stats_puts_them_back() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    before = [t.clone() for t in model[1].state_dict().values()]
+    with preserved_bn_stats(model):
+        recalibrate_bn(model, _batches(2), batches=2)
+        assert not torch.equal(model[1].running_mean, before[0])
+    assert all(
+        torch.equal(a, b) for a, b in zip(model[1].state_dict().values(), before, strict=True)
+    )
+
+
+# ------------------------------------------------------------- evaluation
+class _ReadsTheLabel(nn.Module):
+    """Predicts the class written in pixel (0, 0): a perfect classifier for the test data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(x[:, 0, 0, 0].long(), 10).float() * self.scale
+
+
+def test_evaluate_is_top1_accuracy() -> None:
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0])
+    images = torch.zeros(12, 1, 2, 2)
+    images[:, 0, 0, 0] = labels.float()
+    images[-2:, 0, 0, 0] = 5  # two wrong
+    loader = DataLoader(TensorDataset(images, labels), batch_size=5)
+    model = _ReadsTheLabel().train()
+    assert evaluate(model, loader) == pytest.approx(10 / 12)
+    assert model.training
+
+
+def test_evaluate_arch_sets_the_arch_and_recalibrates() -> None:
+    from nasfuse.data import build_loaders
+
+    space = load_space(TINY_HRNET)
+    bundle = build_loaders("digits", input_size=space.input_size, batch_size=16, train_subset=64)
+    supernet = Supernet(space, num_classes=10, in_chans=1)
+    arch = {name: site.ops[-1] for name, site in space.sites.items()}
+    layers = batchnorm_layers(supernet)
+    before = [layer.running_mean.clone() for layer in layers]
+    accuracy = evaluate_arch(supernet, arch, bundle, calib_batches=2, recalibrate=False)
+    assert 0.0 <= accuracy <= 1.0 and supernet.arch == arch
+    assert all(torch.equal(a, layer.running_mean) for a, layer in zip(before, layers, strict=True))
+    evaluate_arch(supernet, arch, bundle, calib_batches=2)
+    assert any(
+        not torch.equal(a, layer.running_mean) for a, layer in zip(before, layers, strict=True)
+    )
+
+
+# ------------------------------------------------------ training and resume
+def test_supernet_checkpoint_holds_what_resume_needs(straight_run: Path) -> None:
+    checkpoint = load_checkpoint(straight_run / "supernet.pt", kind="supernet")
+    assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 2 * STEPS_PER_EPOCH
+    for key in ("optimizer", "scheduler", "rng", "extra", "space_hash", "config"):
+        assert key in checkpoint
+    assert (checkpoint["num_classes"], checkpoint["in_chans"]) == (10, 1)
+    assert checkpoint["space_hash"] == load_space(TINY_HRNET).hash
+    counts = checkpoint["extra"]["sampler"]["counts"]
+    assert all(sum(ops.values()) == 2 * STEPS_PER_EPOCH for ops in counts.values())
+    assert (straight_run / "config.yaml").read_text().count("tiny_hrnet.yaml") == 1
+
+
+def test_resume_after_a_crash_mid_epoch_is_exact(
+    straight_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Killed(Exception):
+        pass
+
+    original = SupernetTrainer.before_step
+
+    def dies_in_epoch_two(self: SupernetTrainer, step: int) -> None:
+        if step == STEPS_PER_EPOCH + 2:
+            raise Killed
+        original(self, step)
+
+    monkeypatch.setattr(SupernetTrainer, "before_step", dies_in_epoch_two)
+    with pytest.raises(Killed):
+        train_supernet(tiny_config(), tmp_path)
+    assert load_checkpoint(tmp_path / "supernet.pt")["epoch"] == 1
+    monkeypatch.setattr(SupernetTrainer, "before_step", original)
+    train_supernet(tiny_config(), tmp_path, resume=True)
+    assert_same_checkpoints(
+        load_checkpoint(straight_run / "supernet.pt"), load_checkpoint(tmp_path / "supernet.pt")
+    )
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_exact(tmp_path: Path) -> None:
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    settings = {**tiny_config().__dict__, "epochs": 4}
+    # The child sleeps in every step (which changes nothing it computes) so that it is
+    # surely killed during its second epoch, right after its first checkpoint.
+    script = textwrap.dedent(
+        f"""
+        import time
+        import torch
+        torch.set_num_threads(1)
+        from nasfuse.config import load_config
+        from nasfuse.training import SupernetTrainConfig, SupernetTrainer, train_supernet
+        original = SupernetTrainer.before_step
+        def slow_step(self, step):
+            time.sleep(0.3)
+            original(self, step)
+        SupernetTrainer.before_step = slow_step
+        train_supernet(load_config(SupernetTrainConfig, overrides={settings!r}), {str(killed)!r})
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    checkpoint = killed / "supernet.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert load_checkpoint(checkpoint)["epoch"] == 1
+    cfg = load_config(SupernetTrainConfig, overrides=settings)
+    train_supernet(cfg, killed, resume=True)
+    train_supernet(cfg, straight)
+    assert_same_checkpoints(load_checkpoint(checkpoint), load_checkpoint(straight / "supernet.pt"))
+
+
+def test_existing_run_is_not_overwritten(straight_run: Path) -> None:
+    with pytest.raises(ValueError, match="pass --resume"):
+        train_supernet(tiny_config(), straight_run)
+
+
+def test_resume_with_another_config_is_refused(straight_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copy(straight_run / "supernet.pt", tmp_path / "supernet.pt")
+    with pytest.raises(ValueError, match=r"lr: 0.05 -> 0.1"):
+        train_supernet(tiny_config(lr=0.1), tmp_path, resume=True)
+
+
+def test_fair_training_trains_every_op_equally(tmp_path: Path) -> None:
+    train_supernet(tiny_config(epochs=1, sampler="fair", eval_archs=0), tmp_path)
+    counts = load_checkpoint(tmp_path / "supernet.pt")["extra"]["sampler"]["counts"]
+    for ops in counts.values():
+        assert max(ops.values()) - min(ops.values()) <= 1
+
+
+def test_tensorboard_has_the_scalar_tags(straight_run: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(straight_run / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("train/loss", "train/acc", "train/lr", "val/acc_mean", "val/acc_min"):
+        assert tag in tags
+        assert [event.step for event in events.Scalars(tag)] == [1, 2]
+    space = load_space(TINY_HRNET)
+    for name, site in space.sites.items():
+        for op in site.ops:
+            values = [event.value for event in events.Scalars(f"sampling/{name}/{op}")]
+            assert len(values) == 2 and values[1] >= values[0]
+    totals = Counter()
+    site = next(iter(space.sites))
+    for op in space.sites[site].ops:
+        totals[op] = events.Scalars(f"sampling/{site}/{op}")[-1].value
+    assert sum(totals.values()) == 2 * STEPS_PER_EPOCH
+
+
+# --------------------------------------------------------- load_supernet
+def test_load_supernet_gives_the_trained_weights(straight_run: Path) -> None:
+    supernet = load_supernet(straight_run / "supernet.pt")
+    saved = load_checkpoint(straight_run / "supernet.pt")["model"]
+    assert all(torch.equal(value, saved[key]) for key, value in supernet.state_dict().items())
+    assert supernet.space.hash == load_space(TINY_HRNET).hash and supernet.in_chans == 1
+
+
+def test_load_supernet_refuses_bad_checkpoints(straight_run: Path, tmp_path: Path) -> None:
+    good = (straight_run / "supernet.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="truncated.pt"):
+        load_supernet(truncated)
+
+    checkpoint = load_checkpoint(straight_run / "supernet.pt")
+    edited = tmp_path / "edited.pt"
+    save_checkpoint({**checkpoint, "space_hash": "0" * 16}, edited)
+    with pytest.raises(CheckpointError, match="has changed"):
+        load_supernet(edited)
+
+    missing = tmp_path / "missing_weights.pt"
+    weights = dict(checkpoint["model"])
+    weights.pop(next(iter(weights)))
+    save_checkpoint({**checkpoint, "model": weights}, missing)
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        load_supernet(missing)
+
+    other_kind = tmp_path / "model.pt"
+    save_checkpoint({**checkpoint, "kind": "model"}, other_kind)
+    with pytest.raises(CheckpointError, match="expected a 'supernet' checkpoint"):
+        load_supernet(other_kind)
+
+
+# -------------------------------------------------------------------- CLI
+def test_cli_train_supernet_and_refusal(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nasfuse.cli import main
+
+    out = tmp_path / "run"
+    argv = [
+        "train-supernet",
+        "--space",
+        TINY_HRNET,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--sampler",
+        "fair",
+        "--no-progress",
+        "train_subset=64",
+        "eval_archs=0",
+    ]
+    assert main(argv) == 0
+    checkpoint = load_checkpoint(out / "supernet.pt", kind="supernet")
+    assert checkpoint["config"]["sampler"] == "fair" and checkpoint["config"]["train_subset"] == 64
+    assert main(argv) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    # --resume with only --out reads the run's config.yaml and finds nothing left to do.
+    assert main(["train-supernet", "--out", str(out), "--resume", "--no-progress"]) == 0
