@@ -40,7 +40,10 @@ class ImplChoice:
     def __get__(self, instance: object, owner: type | None = None) -> object:
         if instance is None:
             return self
-        return instance.__dict__[self.name]
+        try:
+            return instance.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(f"{self.name} is not set yet") from None
 
     def __set__(self, instance: object, value: str) -> None:
         if value not in self.choices:
