@@ -1,0 +1,146 @@
+"""The search stage's config and the budgets that fill in what it leaves open.
+
+A budget is a named plan (supernet epochs, trials, width multiplier, ...) sized for a
+machine: ``quick`` and ``default`` for a 2-core CPU on the digits data, ``full`` for a GPU
+and a real dataset. Any field set explicitly in :class:`SearchConfig` wins over the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["SearchConfig", "SearchPlan", "BUDGETS", "resolve_plan"]
+
+
+@dataclass
+class SearchConfig:
+    """Everything ``nasfuse search`` needs; written as ``search_config.yaml`` into the run.
+
+    Attributes:
+        space: search space name or YAML path.
+        space_options: overrides applied when loading the space (``width_mult`` and so on).
+        dataset: ``digits`` (ships with scikit-learn), ``cifar10``, ``cifar100`` or a folder.
+        data_dir: where real datasets live.
+        budget: ``quick`` (< 10 min on 2 CPU cores), ``default`` (< 30 min), ``full`` (GPU).
+        trials: number of Optuna trials (evaluated, cached, infeasible and failed ones all
+            count; trials cut short by a kill do not). None: the budget's.
+        supernet_epochs: None: the budget's.
+        width_mult: the space's width multiplier. None: the space option if given, else
+            the budget's.
+        sampler: ``nsga2`` (NSGA-II), ``tpe`` (TPE with constant liar) or ``random``.
+        population_size: NSGA-II population. None: the budget's.
+        latency: ``lut`` (the latency table's prediction is the objective) or ``measured``
+            (each evaluated architecture is extracted and timed; trials then run one at a time).
+        max_latency_ms: constraint on the table's prediction, checked before evaluation.
+        max_params_m: constraint on the parameter count, in millions.
+        storage: Optuna storage URL; None: SQLite file ``study.db`` in the run directory.
+        study_name: the Optuna study's name inside the storage.
+        ray_address: an existing Ray cluster to join; None: start a local Ray.
+        num_cpus: CPUs for a local Ray; None: all of this machine's.
+        concurrency: trials in flight at once; None: one per CPU, at most 2 on a CPU target.
+        supernet: a supernet checkpoint to reuse instead of training one.
+        calib_batches: batches for BN recalibration per trial. None: the budget's.
+        batch_size: supernet training and evaluation batch size.
+        input_size: None: the space's input size.
+        seed: seeds the sampler, data splits and supernet training.
+        pick: rule for ``best.yaml``; None: ``max-latency=<max_latency_ms>`` if set, else ``knee``.
+    """
+
+    space: str = "hrnet_lite"
+    space_options: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    data_dir: str | None = None
+    budget: Literal["quick", "default", "full"] = "default"
+    trials: int | None = None
+    supernet_epochs: int | None = None
+    width_mult: float | None = None
+    sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
+    population_size: int | None = None
+    latency: Literal["lut", "measured"] = "lut"
+    max_latency_ms: float | None = None
+    max_params_m: float | None = None
+    storage: str | None = None
+    study_name: str = "nasfuse"
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    concurrency: int | None = None
+    supernet: str | None = None
+    calib_batches: int | None = None
+    batch_size: int = 64
+    input_size: int | None = None
+    seed: int = 0
+    pick: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a budget resolves to; printed at the start of a search."""
+
+    budget: str
+    supernet_epochs: int
+    trials: int
+    width_mult: float
+    population_size: int
+    calib_batches: int
+
+    def describe(self) -> str:
+        """One line for the console, e.g. ``budget quick: width 0.25, 8 supernet epochs, ...``."""
+        return (
+            f"budget {self.budget}: width_mult {self.width_mult:g}, "
+            f"{self.supernet_epochs} supernet epochs, {self.trials} trials "
+            f"(NSGA-II population {self.population_size}), "
+            f"BN recalibration on {self.calib_batches} batches per trial"
+        )
+
+
+# Sized on the 2-core CPU this project is developed on, with digits (about 1,400 training
+# images at 32x32): hrnet_lite's cost per training step falls roughly with the square of
+# the width multiplier, so quick uses a narrow net and few epochs.
+BUDGETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "supernet_epochs": 6,
+        "trials": 40,
+        "width_mult": 0.25,
+        "population_size": 10,
+        "calib_batches": 4,
+    },
+    "default": {
+        "supernet_epochs": 20,
+        "trials": 120,
+        "width_mult": 0.5,
+        "population_size": 20,
+        "calib_batches": 8,
+    },
+    "full": {
+        "supernet_epochs": 120,
+        "trials": 500,
+        "width_mult": 1.0,
+        "population_size": 50,
+        "calib_batches": 20,
+    },
+}
+
+
+def resolve_plan(cfg: SearchConfig) -> SearchPlan:
+    """The budget's plan with every explicit field of ``cfg`` applied over it."""
+    if cfg.budget not in BUDGETS:
+        raise ValueError(f"unknown budget {cfg.budget!r}; expected one of {', '.join(BUDGETS)}")
+    base = dict(BUDGETS[cfg.budget])
+    for name in ("supernet_epochs", "trials", "population_size", "calib_batches", "width_mult"):
+        value = getattr(cfg, name)
+        if value is not None:
+            base[name] = value
+    if "width_mult" in cfg.space_options and cfg.width_mult is None:
+        base["width_mult"] = float(cfg.space_options["width_mult"])
+    if base["trials"] < 1:
+        raise ValueError(f"trials must be >= 1, got {base['trials']}")
+    if base["population_size"] < 2:
+        raise ValueError(f"population_size must be >= 2, got {base['population_size']}")
+    return SearchPlan(budget=cfg.budget, **base)
+
+
+def config_as_dict(cfg: SearchConfig) -> dict[str, Any]:
+    """Plain-data copy of ``cfg`` (for YAML and the study's user attributes)."""
+    return dataclasses.asdict(cfg)

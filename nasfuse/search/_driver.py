@@ -1,0 +1,248 @@
+"""``run_search``: the whole ``nasfuse search`` pipeline in one run directory.
+
+Stages, each reused when the run directory already holds its output::
+
+    <run>/search_config.yaml      the resolved config (budget filled in)
+    <run>/supernet/supernet.pt    supernet training (or --supernet CKPT)
+    <run>/latency_table.json      the latency lookup table of the space
+    <run>/study.db                the Optuna study (or --storage URL)
+    <run>/tensorboard/            trials, hypervolume, scatter, op choices
+    <run>/ray/                    Ray Tune's own results
+    <run>/pareto.csv, pareto/, best.yaml, report.md
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nasfuse.files import atomic_write_text
+from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
+from nasfuse.search._engine import SearchStats, search_architectures
+from nasfuse.search._export import CONFIG_FILE, export_run
+from nasfuse.search._searcher import Constraints
+from nasfuse.search._study import (
+    STUDY_FILE,
+    TrialRecord,
+    front_records,
+    load_search_study,
+    trial_records,
+)
+
+__all__ = ["SearchResult", "run_search", "default_run_dir", "LATENCY_TABLE_FILE", "SUPERNET_DIR"]
+
+LATENCY_TABLE_FILE = "latency_table.json"
+SUPERNET_DIR = "supernet"
+# Resolved-config keys a resumed run may change without changing what was searched.
+_RESUMABLE_CHANGES = {"trials", "ray_address", "num_cpus", "concurrency", "pick", "data_dir"}
+
+
+@dataclass
+class SearchResult:
+    """What :func:`run_search` leaves behind."""
+
+    run_dir: Path
+    plan: SearchPlan
+    stats: SearchStats
+    front: list[TrialRecord]
+    best_path: Path
+    wall_seconds: float
+    device: str
+
+
+def default_run_dir(cfg: SearchConfig) -> Path:
+    """``runs/<space>-<budget>``: fixed, so ``--resume`` finds it again."""
+    return Path("runs") / f"{Path(cfg.space).stem}-{cfg.budget}"
+
+
+def _resolved(cfg: SearchConfig, plan: SearchPlan) -> SearchConfig:
+    return dataclasses.replace(
+        cfg,
+        trials=plan.trials,
+        supernet_epochs=plan.supernet_epochs,
+        width_mult=plan.width_mult,
+        population_size=plan.population_size,
+        calib_batches=plan.calib_batches,
+    )
+
+
+def _check_resume(path: Path, resolved: SearchConfig) -> None:
+    saved = yaml.safe_load(path.read_text()) or {}
+    current = dataclasses.asdict(resolved)
+    changed = [
+        f"{key}: {saved.get(key)!r} -> {current[key]!r}"
+        for key in current
+        if key not in _RESUMABLE_CHANGES and key in saved and saved[key] != current[key]
+    ]
+    if changed:
+        raise ValueError(
+            f"{path}: the run was started with other settings ({'; '.join(changed)}); "
+            "resume with the same ones or start another --out"
+        )
+
+
+def _supernet(
+    cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options: dict, resume: bool
+) -> Any:
+    from nasfuse.training import SupernetTrainConfig, load_supernet, train_supernet
+
+    if cfg.supernet:
+        return load_supernet(cfg.supernet)
+    checkpoint = run_dir / SUPERNET_DIR / "supernet.pt"
+    done_marker = run_dir / SUPERNET_DIR / "done"
+    if checkpoint.is_file() and done_marker.is_file():
+        return load_supernet(checkpoint)
+    train_cfg = SupernetTrainConfig(
+        space=cfg.space,
+        space_options=space_options,
+        dataset=cfg.dataset,
+        data_dir=cfg.data_dir,
+        epochs=plan.supernet_epochs,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        eval_archs=2,
+        eval_calib_batches=plan.calib_batches,
+    )
+    print(f"supernet: training {plan.supernet_epochs} epochs -> {checkpoint}", flush=True)
+    path = train_supernet(train_cfg, run_dir / SUPERNET_DIR, resume=checkpoint.is_file())
+    atomic_write_text(done_marker, "trained\n")
+    return load_supernet(path)
+
+
+def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPlan) -> Any:
+    from nasfuse.latency import LatencyTable
+
+    path = run_dir / LATENCY_TABLE_FILE
+    if path.is_file():
+        return LatencyTable.load(path, space=space)
+    quick = plan.budget == "quick"
+    print(f"latency: building the table of {space.name} -> {path}", flush=True)
+    table = LatencyTable.build(
+        space,
+        batch_size=1 if cfg.dataset == "digits" else 32,
+        threads=1,
+        runs=10 if quick else 30,
+        rounds=2 if quick else 3,
+        network_runs=5 if quick else 10,
+    )
+    table.calibrate(space, samples=6 if quick else 20, seed=cfg.seed, runs=10 if quick else None)
+    table.save(path)
+    return table
+
+
+def run_search(
+    cfg: SearchConfig, out_dir: str | Path | None = None, resume: bool = False
+) -> SearchResult:
+    """Train (or reuse) the supernet, build (or reuse) the latency table, search, export.
+
+    Args:
+        cfg: the search config; the budget fills what it leaves None.
+        out_dir: the run directory; default :func:`default_run_dir`.
+        resume: continue the study in ``out_dir`` until it holds ``trials`` counted trials.
+
+    Returns:
+        :class:`SearchResult`.
+    """
+    import torch
+
+    from nasfuse.data import build_loaders
+    from nasfuse.search._supernet_eval import SupernetCosts, SupernetEvaluator
+
+    started = time.perf_counter()
+    plan = resolve_plan(cfg)
+    resolved = _resolved(cfg, plan)
+    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / CONFIG_FILE
+    if not resume and cfg.storage is None and (run_dir / STUDY_FILE).is_file():
+        raise ValueError(
+            f"{run_dir} already holds a search ({STUDY_FILE}); pass --resume to continue it "
+            "or --out for a new run"
+        )
+    if config_path.is_file() and resume:
+        _check_resume(config_path, resolved)
+    atomic_write_text(config_path, yaml.safe_dump(dataclasses.asdict(resolved), sort_keys=False))
+    print(plan.describe(), flush=True)
+    print(f"run directory: {run_dir}", flush=True)
+
+    space_options = {**cfg.space_options, "width_mult": plan.width_mult}
+    supernet = _supernet(cfg, plan, run_dir, space_options, resume)
+    space = supernet.space
+    table = _latency_table(cfg, space, run_dir, plan)
+    input_size = cfg.input_size or space.input_size
+    bundle = build_loaders(cfg.dataset, input_size, cfg.batch_size, cfg.data_dir, seed=cfg.seed)
+    if bundle.num_classes != supernet.num_classes:
+        raise ValueError(
+            f"the supernet has {supernet.num_classes} classes, {bundle.name} has {bundle.num_classes}"
+        )
+
+    cpu_count = os.cpu_count() or 1
+    measured = cfg.latency == "measured"
+    on_gpu = torch.cuda.is_available()
+    if measured:
+        concurrency = 1  # timings of two trials at once on shared cores would be wrong
+    else:
+        concurrency = cfg.concurrency or (
+            cfg.num_cpus or (cpu_count if on_gpu else min(2, cpu_count))
+        )
+    evaluator = SupernetEvaluator(
+        supernet,
+        bundle,
+        plan.calib_batches,
+        measure_latency=measured,
+        latency_batch_size=table.batch_size,
+    )
+    costs = SupernetCosts(supernet, table)
+    constraints = Constraints(
+        max_latency_ms=cfg.max_latency_ms,
+        max_params=int(cfg.max_params_m * 1e6) if cfg.max_params_m is not None else None,
+    )
+    source = str(space.source)
+    if Path(source).is_file():
+        source = str(Path(source).resolve())
+    stats = search_architectures(
+        sites={name: list(site.ops) for name, site in space.sites.items()},
+        evaluator=evaluator,
+        costs=costs,
+        run_dir=run_dir,
+        n_trials=plan.trials,
+        sampler=cfg.sampler,
+        seed=cfg.seed,
+        population_size=plan.population_size,
+        constraints=constraints,
+        storage=cfg.storage,
+        study_name=cfg.study_name,
+        space_hash=space.hash,
+        study_attrs={
+            "space": source,
+            "space_options": dict(space.options),
+            "dataset": cfg.dataset,
+            "sampler": cfg.sampler,
+            "latency_source": cfg.latency,
+            "latency_batch_size": table.batch_size,
+        },
+        resume=resume,
+        concurrency=concurrency,
+        cpus_per_trial=1.0,
+        torch_threads=1,
+        ray_address=cfg.ray_address,
+        num_cpus=cfg.num_cpus,
+    )
+    pick = cfg.pick or (f"max-latency={cfg.max_latency_ms:g}" if cfg.max_latency_ms else "knee")
+    best_path = export_run(run_dir, pick)
+    study = load_search_study(run_dir, cfg.storage, cfg.study_name)
+    return SearchResult(
+        run_dir=run_dir,
+        plan=plan,
+        stats=stats,
+        front=front_records(trial_records(study)),
+        best_path=best_path,
+        wall_seconds=time.perf_counter() - started,
+        device=costs.device,
+    )

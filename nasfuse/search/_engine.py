@@ -1,0 +1,225 @@
+"""The search loop: Ray Tune runs the trials, :class:`FusionSearcher` (Optuna) proposes them.
+
+:func:`search_architectures` knows nothing of supernets: it takes the sites, a driver-side
+:class:`~nasfuse.search._trial.ArchCosts` and a worker-side
+:class:`~nasfuse.search._trial.ArchEvaluator`, so it runs the same with the real supernet
+(:func:`nasfuse.search.run_search`) and with the synthetic stand-in in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nasfuse.search._searcher import Constraints, FusionSearcher, make_sampler
+from nasfuse.search._study import open_storage, record_from_trial, storage_url
+from nasfuse.search._tensorboard import SearchRecorder
+from nasfuse.search._trial import ArchCosts, ArchEvaluator, evaluate_trial
+
+__all__ = ["SearchStats", "search_architectures", "reference_latency", "local_ray"]
+
+
+@dataclass
+class SearchStats:
+    """What one call of :func:`search_architectures` did (this session only, except totals)."""
+
+    study_name: str
+    storage: str
+    requested_trials: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    """Counts of every trial in the study by status, after the search."""
+    evaluations_started: int = 0
+    """Ray Tune trials started in this session (each evaluates a new architecture)."""
+    wall_seconds: float = 0.0
+
+
+def reference_latency(sites: Mapping[str, Sequence[str]], costs: ArchCosts) -> float:
+    """Latency of the slowest architecture, found site by site (exact for an additive table).
+
+    Starting from each site's first op, every site in turn takes the op that makes the
+    predicted latency largest. Used as the hypervolume's reference latency, so hypervolumes
+    of runs on the same space and table compare.
+    """
+    arch = {site: ops[0] for site, ops in sites.items()}
+    for site, ops in sites.items():
+        arch[site] = max(ops, key=lambda op: costs.latency_ms({**arch, site: op}))
+    return float(costs.latency_ms(arch))
+
+
+class local_ray:  # noqa: N801 - used as a context manager, reads like one
+    """Start a local Ray (or join ``address``) unless Ray is already up; stop what it started."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.started = False
+
+    def __enter__(self) -> local_ray:
+        import ray
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": True,
+                "logging_level": "ERROR",
+            }
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
+            self.started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        if self.started:
+            ray.shutdown()
+
+
+def search_architectures(
+    *,
+    sites: Mapping[str, Sequence[str]],
+    evaluator: ArchEvaluator,
+    costs: ArchCosts,
+    run_dir: str | Path,
+    n_trials: int,
+    sampler: str = "nsga2",
+    seed: int = 0,
+    population_size: int = 20,
+    constraints: Constraints | None = None,
+    storage: str | None = None,
+    study_name: str = "nasfuse",
+    space_hash: str = "",
+    study_attrs: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    concurrency: int = 2,
+    cpus_per_trial: float = 1.0,
+    torch_threads: int = 1,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+) -> SearchStats:
+    """Search until the study holds ``n_trials`` counted trials.
+
+    Args:
+        sites: site -> allowed ops; one categorical Optuna parameter each.
+        evaluator: scores architectures inside Ray trials (sent once via the object store).
+        costs: predicted latency and params, for constraints and the latency objective.
+        run_dir: where the study (SQLite default), TensorBoard and Ray results go.
+        n_trials: counted trials (evaluated, cached, infeasible, failed) to end with.
+        sampler: ``nsga2``, ``tpe`` or ``random``.
+        storage: Optuna storage URL; None: ``sqlite:///<run_dir>/study.db``.
+        study_attrs: stored as study user attributes when the study is created.
+        resume: continue an existing study; without it an existing study is refused.
+        concurrency: Ray trials in flight at once.
+        ray_address: join this Ray cluster instead of starting a local one.
+
+    Returns:
+        :class:`SearchStats`.
+    """
+    # The classic console output obeys verbose=0; the newer one prints a banner regardless.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from ray import tune
+
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    url = storage_url(run_dir, storage)
+    storage_obj = open_storage(url)
+    existing_names = {s.study_name for s in optuna.get_all_study_summaries(storage_obj)}
+    if study_name in existing_names and not resume:
+        raise ValueError(
+            f"{url} already holds study {study_name!r}; pass --resume to continue it, "
+            "or choose another --out / --storage"
+        )
+    started = time.perf_counter()
+    searcher = FusionSearcher(
+        sites=sites,
+        costs=costs,
+        n_trials=n_trials,
+        sampler=make_sampler(sampler, seed, population_size),
+        study_name=study_name,
+        storage=storage_obj,
+        constraints=constraints,
+        space_hash=space_hash,
+        trial_config={"torch_threads": torch_threads},
+    )
+    study = searcher.study
+    if "reference_latency_ms" not in study.user_attrs:
+        study.set_user_attr("reference_latency_ms", reference_latency(sites, costs))
+        study.set_user_attr("device", costs.device)
+        for key, value in (study_attrs or {}).items():
+            study.set_user_attr(key, value)
+    existing = study.get_trials(deepcopy=False)
+    recorder = SearchRecorder(
+        run_dir,
+        sites,
+        study.user_attrs["reference_latency_ms"],
+        existing=existing,
+        image_every=max(1, n_trials // 20),
+    )
+    searcher._listeners.append(recorder)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=n_trials,
+            initial=min(searcher.counted_trials, n_trials),
+            desc="search",
+            unit="trial",
+        )
+
+        def advance(trial: optuna.trial.FrozenTrial) -> None:
+            record = record_from_trial(trial)
+            if record.status != "interrupted":
+                bar.update(1)
+                if record.on_objectives:
+                    bar.set_postfix_str(f"acc {record.accuracy:.3f}, {record.latency_ms:.2f} ms")
+
+        searcher._listeners.append(advance)
+
+    try:
+        if searcher.counted_trials < n_trials:
+            with local_ray(ray_address, num_cpus):
+                trainable = tune.with_resources(
+                    tune.with_parameters(evaluate_trial, evaluator=evaluator),
+                    {"cpu": cpus_per_trial},
+                )
+                tuner = tune.Tuner(
+                    trainable,
+                    tune_config=tune.TuneConfig(
+                        search_alg=searcher,
+                        num_samples=-1,
+                        max_concurrent_trials=concurrency,
+                        reuse_actors=True,
+                    ),
+                    run_config=tune.RunConfig(
+                        name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+                        storage_path=str(run_dir / "ray"),
+                        verbose=0,
+                        log_to_file=True,
+                    ),
+                )
+                tuner.fit()
+    finally:
+        recorder.close()
+        if bar is not None:
+            bar.close()
+    statuses = Counter(record_from_trial(t).status for t in study.get_trials(deepcopy=False))
+    return SearchStats(
+        study_name=study_name,
+        storage=url,
+        requested_trials=n_trials,
+        statuses=dict(statuses),
+        evaluations_started=searcher.evaluations_started,
+        wall_seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,317 @@
+"""Ray Tune's ``OptunaSearch``, taught the rules of an architecture search.
+
+:class:`FusionSearcher` is an ``OptunaSearch`` (the Optuna sampler runs inside Ray Tune
+and the study is its own ask/tell study, kept in a persistent storage) with four additions
+made in ``suggest`` and ``on_trial_complete``:
+
+- constraints are checked in the driver before a trial is started; an infeasible
+  architecture is told to Optuna at once with ``trial.set_constraint`` values > 0 (which
+  NSGA-II, TPE and ``Study.best_trials`` respect) and sentinel objectives
+  (accuracy 0, its predicted latency), and never reaches a Ray trial;
+- an architecture evaluated before (same :func:`nasfuse.arch.arch_hash`) is told its cached
+  values at once; one being evaluated right now waits for that evaluation's result;
+- the trial budget lives here: ``suggest`` returns ``Searcher.FINISHED`` once the study
+  holds the requested number of counted trials (see :mod:`nasfuse.search._study`),
+  so Ray Tune runs with ``num_samples=-1`` and a resumed search stops at exactly that count;
+- a failed evaluation (exception, NaN) is told as ``FAIL`` with its error text.
+
+The searcher's state is the study: ``save`` writes only a pointer to it and ``restore`` does
+nothing, because resuming means opening the study again (see ``__init__``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from nasfuse.search._study import COUNTED_STATUSES, OBJECTIVES
+from nasfuse.search._trial import ArchCosts
+
+__all__ = ["FusionSearcher", "Constraints", "make_sampler"]
+
+INFEASIBLE_ACCURACY = 0.0
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Upper bounds checked before evaluation; None means unconstrained."""
+
+    max_latency_ms: float | None = None
+    max_params: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.max_latency_ms is not None or self.max_params is not None
+
+    def violations(self, latency_ms: float, params: int) -> dict[str, float]:
+        """Optuna constraint values (<= 0 feasible), one per active bound, relative to it."""
+        values: dict[str, float] = {}
+        if self.max_latency_ms is not None:
+            values["latency_ms"] = (latency_ms - self.max_latency_ms) / self.max_latency_ms
+        if self.max_params is not None:
+            values["params"] = (params - self.max_params) / self.max_params
+        return values
+
+
+def make_sampler(name: str, seed: int, population_size: int) -> optuna.samplers.BaseSampler:
+    """``nsga2``, ``tpe`` (constant liar, for trials in flight) or ``random``, seeded."""
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}; expected nsga2, tpe or random")
+
+
+TrialListener = Callable[[optuna.trial.FrozenTrial], None]
+
+
+class FusionSearcher(OptunaSearch):
+    """One categorical Optuna parameter per fusion site; two objectives; see module doc.
+
+    Args:
+        sites: site name -> ops allowed there (the order of the space).
+        costs: driver-side latency prediction and parameter count.
+        n_trials: counted trials the study should hold when the search ends.
+        sampler: the Optuna sampler.
+        study_name: name of the study in ``storage`` (created or resumed).
+        storage: an Optuna storage; trials recorded there survive a kill.
+        constraints: bounds checked before evaluation.
+        space_hash: stored in the study; resuming a study of another space is refused.
+        listeners: called with each trial as it is told to the study (TensorBoard, progress).
+        trial_config: extra entries for every Ray trial's config (e.g. ``torch_threads``).
+    """
+
+    def __init__(
+        self,
+        *,
+        sites: Mapping[str, Sequence[str]],
+        costs: ArchCosts,
+        n_trials: int,
+        sampler: optuna.samplers.BaseSampler,
+        study_name: str,
+        storage: optuna.storages.BaseStorage,
+        constraints: Constraints | None = None,
+        space_hash: str = "",
+        listeners: Sequence[TrialListener] = (),
+        trial_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._sites = {name: list(ops) for name, ops in sites.items()}
+        super().__init__(
+            space=self._define_arch,
+            metric=list(OBJECTIVES),
+            mode=["max", "min"],
+            sampler=sampler,
+            study_name=study_name,
+            storage=storage,
+        )
+        self._costs = costs
+        self._n_trials = int(n_trials)
+        self._constraints = constraints or Constraints()
+        self._listeners = list(listeners)
+        self._trial_config = dict(trial_config or {})
+        self._in_flight: dict[str, str] = {}  # arch hash -> Ray trial id evaluating it
+        self._waiting: dict[str, list[optuna.Trial]] = {}  # arch hash -> repeats awaiting it
+        self._ray_trials: dict[str, dict[str, Any]] = {}  # Ray trial id -> its arch info
+        self._check_study(space_hash)
+        self._fail_interrupted_trials()
+        self._cache: dict[str, tuple[list[float], int, dict[str, Any]]] = {}
+        self._n_counted = 0
+        for trial in self._ot_study.get_trials(deepcopy=False):
+            status = trial.user_attrs.get("status")
+            if status in COUNTED_STATUSES:
+                self._n_counted += 1
+            if status == "evaluated" and trial.state == TrialState.COMPLETE:
+                self._cache[trial.user_attrs["arch_hash"]] = (
+                    list(trial.values),
+                    trial.number,
+                    {k: trial.user_attrs.get(k) for k in ("flops", "params")},
+                )
+        self.evaluations_started = 0
+
+    # -- study bookkeeping ---------------------------------------------------------------
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study
+
+    @property
+    def counted_trials(self) -> int:
+        """Trials told so far in a counted status (evaluated, cached, infeasible, failed)."""
+        return self._n_counted
+
+    def _check_study(self, space_hash: str) -> None:
+        study = self._ot_study
+        attrs = study.user_attrs
+        directions = [d.name.lower() for d in study.directions]
+        if directions != ["maximize", "minimize"]:
+            raise ValueError(
+                f"study {study.study_name!r} optimises {directions}, not "
+                "[maximize accuracy, minimize latency_ms]; use another --storage or study name"
+            )
+        if "space_hash" in attrs and space_hash and attrs["space_hash"] != space_hash:
+            raise ValueError(
+                f"study {study.study_name!r} belongs to the space with hash "
+                f"{attrs['space_hash']}, not {space_hash}; resume it with the same space "
+                "and options, or start a new run directory"
+            )
+        if "space_hash" not in attrs:
+            study.set_user_attr("space_hash", space_hash)
+            study.set_user_attr("sites", self._sites)
+
+    def _fail_interrupted_trials(self) -> None:
+        """Trials left RUNNING by a killed search: mark them failed and 'interrupted'."""
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            handle = optuna.Trial(self._ot_study, trial._trial_id)
+            handle.set_user_attr("status", "interrupted")
+            self._ot_study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _define_arch(self, trial: optuna.Trial) -> None:
+        for site, ops in self._sites.items():
+            trial.suggest_categorical(site, ops)
+
+    def _tell(
+        self,
+        trial: optuna.Trial,
+        status: str,
+        values: Sequence[float] | None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        trial.set_user_attr("status", status)
+        for key, value in (attrs or {}).items():
+            if value is not None:
+                trial.set_user_attr(key, value)
+        state = TrialState.COMPLETE if values is not None else TrialState.FAIL
+        frozen = self._ot_study.tell(trial, list(values) if values is not None else None, state)
+        if status in COUNTED_STATUSES:
+            self._n_counted += 1
+        for listener in self._listeners:
+            listener(frozen)
+
+    def _open_trials(self) -> int:
+        return len(self._ray_trials) + sum(len(v) for v in self._waiting.values())
+
+    # -- Searcher interface --------------------------------------------------------------
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        from nasfuse.arch import arch_hash
+
+        while True:
+            if self._n_counted + self._open_trials() >= self._n_trials:
+                return Searcher.FINISHED
+            params = super().suggest(trial_id)
+            ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
+            arch = {site: str(params[site]) for site in self._sites}
+            key = arch_hash(arch)
+            latency = float(self._costs.latency_ms(arch))
+            n_params = int(self._costs.params(arch))
+            ot_trial.set_user_attr("arch_hash", key)
+            ot_trial.set_user_attr("predicted_latency_ms", latency)
+            ot_trial.set_user_attr("params", n_params)
+            violations = self._constraints.violations(latency, n_params)
+            for name, value in violations.items():
+                ot_trial.set_constraint(name, value)
+            if any(v > 0 for v in violations.values()):
+                self._tell(ot_trial, "infeasible", [INFEASIBLE_ACCURACY, latency])
+                continue
+            if key in self._cache:
+                values, original, extra = self._cache[key]
+                self._tell(ot_trial, "cached", values, {"duplicate_of": original, **extra})
+                continue
+            if key in self._in_flight:
+                self._waiting.setdefault(key, []).append(ot_trial)
+                continue
+            self._in_flight[key] = trial_id
+            self._ot_trials[trial_id] = ot_trial
+            self._ray_trials[trial_id] = {"arch_hash": key, "latency_ms": latency}
+            self.evaluations_started += 1
+            return {
+                "arch": arch,
+                "arch_hash": key,
+                "optuna_trial": ot_trial.number,
+                "predicted_latency_ms": latency,
+                "params": n_params,
+                **self._trial_config,
+            }
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Multi-objective trials report once; nothing to do until they complete."""
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id not in self._ray_trials:
+            return
+        info = self._ray_trials.pop(trial_id)
+        ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
+        key = info["arch_hash"]
+        self._in_flight.pop(key, None)
+        waiting = self._waiting.pop(key, [])
+        if not error and not result:
+            # Stopped before it reported (Ctrl-C, Tune shutting down): not a result, so not
+            # counted; its architecture may be suggested and evaluated again later.
+            for trial in [ot_trial, *waiting]:
+                self._tell(trial, "interrupted", None)
+            self._completed_trials.add(trial_id)
+            return
+        result = result or {}
+        accuracy = result.get("accuracy")
+        failed = (
+            error
+            or result.get("status") != "evaluated"
+            or accuracy is None
+            or not math.isfinite(float(accuracy))
+        )
+        if failed:
+            message = result.get("error") or (
+                "the Ray trial crashed" if error else "no accuracy reported"
+            )
+            attrs = {"error": str(message)[:2000], "traceback": result.get("traceback")}
+            self._tell(ot_trial, "failed", None, attrs)
+            for repeat in waiting:
+                self._tell(repeat, "failed", None, {"duplicate_of": ot_trial.number, **attrs})
+            self._completed_trials.add(trial_id)
+            return
+        # The trial's latency is its measurement when the evaluator measures, else the
+        # prediction it was given.
+        latency = float(result.get("latency_ms", info["latency_ms"]))
+        values = [float(accuracy), latency]
+        extra = {"flops": int(result["flops"]) if result.get("flops") is not None else None}
+        attrs = {**extra, "eval_seconds": result.get("eval_seconds")}
+        self._tell(ot_trial, "evaluated", values, attrs)
+        self._cache[key] = (values, ot_trial.number, extra)
+        for repeat in waiting:
+            self._tell(repeat, "cached", values, {"duplicate_of": ot_trial.number, **extra})
+        self._completed_trials.add(trial_id)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its config (search_alg included) into tuner.pkl for Tuner.restore.
+        # This searcher holds a live study, a TensorBoard writer and a progress bar, and its
+        # resume path is reopening the study, so only a pointer is pickled.
+        return {"study_name": self._ot_study.study_name, "_unpickled": True}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        """The study is the state: write where it lives (Ray Tune checkpoints call this)."""
+        pointer = {
+            "study_name": self._ot_study.study_name,
+            "saved_at": time.time(),
+            "counted_trials": self._n_counted,
+        }
+        with open(checkpoint_path, "w") as handle:
+            json.dump(pointer, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore: a resumed search reopens the study in ``__init__``."""

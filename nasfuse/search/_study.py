@@ -1,0 +1,149 @@
+"""The Optuna study of a search: where it is stored, and its trials read back as records.
+
+The study is the search's memory: every suggested architecture is an Optuna trial whose
+params are ``{site: op}``, whose values are ``(accuracy, latency_ms)`` and whose user
+attributes say what happened to it (``status``) and its costs. Export, TensorBoard and
+resume all read it through :func:`trial_records`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+__all__ = [
+    "TrialRecord",
+    "STUDY_FILE",
+    "DIRECTIONS",
+    "OBJECTIVES",
+    "storage_url",
+    "open_storage",
+    "load_search_study",
+    "trial_records",
+    "record_from_trial",
+    "front_records",
+]
+
+STUDY_FILE = "study.db"
+OBJECTIVES = ("accuracy", "latency_ms")
+DIRECTIONS = ("maximize", "minimize")
+
+# Trial statuses (user attribute "status"):
+#   evaluated   scored on the supernet by a Ray Tune trial
+#   cached      the same architecture was evaluated before; its values were reused
+#   infeasible  broke --max-latency / --max-params; never evaluated (objectives are sentinels)
+#   failed      its evaluation raised or gave NaN
+#   interrupted was running when the search was killed; not counted, re-suggested later
+COUNTED_STATUSES = ("evaluated", "cached", "infeasible", "failed")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One Optuna trial of a search, flattened."""
+
+    number: int
+    status: str
+    arch: dict[str, str]
+    arch_hash: str
+    accuracy: float | None
+    latency_ms: float | None
+    params: int | None
+    flops: int | None
+    feasible: bool
+    duplicate_of: int | None = None
+
+    @property
+    def on_objectives(self) -> bool:
+        """True when the trial has real objective values (evaluated or cached, feasible)."""
+        return (
+            self.status in ("evaluated", "cached")
+            and self.feasible
+            and self.accuracy is not None
+            and self.latency_ms is not None
+            and math.isfinite(self.accuracy)
+            and math.isfinite(self.latency_ms)
+        )
+
+
+def storage_url(run_dir: str | Path, storage: str | None) -> str:
+    """The storage URL of a run: ``storage`` if given, else SQLite ``<run_dir>/study.db``."""
+    if storage:
+        return storage
+    return f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for a URL; journal files (``*.log`` paths) use JournalStorage."""
+    if url.endswith(".log") and "://" not in url:
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url))
+    return optuna.storages.RDBStorage(url)
+
+
+def load_search_study(
+    run_dir: str | Path, storage: str | None = None, study_name: str | None = None
+) -> optuna.Study:
+    """Open the study of a finished or running search (no sampler needed to read it)."""
+    run_dir = Path(run_dir)
+    url = storage_url(run_dir, storage)
+    if storage is None and not (run_dir / STUDY_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir / STUDY_FILE}: no Optuna study in this run directory")
+    storage_obj = open_storage(url)
+    if study_name is None:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj)]
+        if len(names) != 1:
+            raise ValueError(
+                f"{url}: holds {len(names)} studies ({', '.join(names) or 'none'}); name one"
+            )
+        study_name = names[0]
+    return optuna.load_study(study_name=study_name, storage=storage_obj)
+
+
+def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    """Flatten one trial; trials of states other than COMPLETE have no objective values."""
+    attrs: Mapping[str, Any] = trial.user_attrs
+    status = attrs.get("status")
+    if status is None:
+        status = "interrupted" if trial.state != optuna.trial.TrialState.COMPLETE else "evaluated"
+    values = trial.values if trial.state == optuna.trial.TrialState.COMPLETE else None
+    feasible = all(v <= 0.0 for v in trial.constraints.values())
+    return TrialRecord(
+        number=trial.number,
+        status=str(status),
+        arch={str(k): str(v) for k, v in trial.params.items()},
+        arch_hash=str(attrs.get("arch_hash", "")),
+        accuracy=float(values[0]) if values else None,
+        latency_ms=float(values[1]) if values else None,
+        params=int(attrs["params"]) if attrs.get("params") is not None else None,
+        flops=int(attrs["flops"]) if attrs.get("flops") is not None else None,
+        feasible=feasible,
+        duplicate_of=attrs.get("duplicate_of"),
+    )
+
+
+def trial_records(study: optuna.Study) -> list[TrialRecord]:
+    """Every trial of the study as a :class:`TrialRecord`, by trial number."""
+    return [record_from_trial(t) for t in study.get_trials(deepcopy=False)]
+
+
+def front_records(records: list[TrialRecord]) -> list[TrialRecord]:
+    """The Pareto-optimal records, one per architecture, by latency ascending.
+
+    Only feasible trials with objective values take part; among trials of the same
+    architecture (a cached repeat and its original) the first one stands for both.
+    """
+    from nasfuse.search._pareto import pareto_front
+
+    unique: dict[str, TrialRecord] = {}
+    for record in records:
+        if record.on_objectives and record.arch_hash not in unique:
+            unique[record.arch_hash] = record
+    candidates = list(unique.values())
+    points = [(r.accuracy, r.latency_ms) for r in candidates]
+    return [candidates[i] for i in pareto_front(points)]  # type: ignore[misc]

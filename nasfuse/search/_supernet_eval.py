@@ -1,0 +1,122 @@
+"""The real costs and evaluator: a trained supernet, its data, and the latency table.
+
+- :class:`SupernetCosts` (driver): latency from :class:`~nasfuse.latency.LatencyTable`, the
+  parameter count as the supernet's shared parameters plus the chosen candidate op at every
+  site (no network is built per architecture).
+- :class:`SupernetEvaluator` (workers): sets the architecture on the supernet, recalibrates
+  BatchNorm and scores the validation split (:func:`nasfuse.training.evaluate_arch`), counts
+  FLOPs, and with ``measure_latency`` times the extracted network.
+
+The supernet and the data bundle are put into Ray's object store once; the evaluator that
+``tune.with_parameters`` ships carries only their references, and every worker process
+fetches and unpickles them once (a module-level cache), not once per trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasfuse.profile import count_flops, count_params
+
+__all__ = ["SupernetCosts", "SupernetEvaluator", "site_param_table"]
+
+_WORKER_OBJECTS: dict[str, Any] = {}
+
+
+def site_param_table(supernet: nn.Module) -> tuple[int, dict[str, dict[str, int]]]:
+    """Parameters shared by every architecture, and those of each candidate op per site.
+
+    Returns:
+        ``(shared, table)``: ``params(arch) = shared + sum(table[site][arch[site]])``.
+    """
+    from nasfuse.supernet._supernet import SiteChoice
+
+    table: dict[str, dict[str, int]] = {}
+    for module in supernet.modules():
+        if isinstance(module, SiteChoice):
+            table[module.site_name] = {
+                op: count_params(candidate) for op, candidate in module.candidates.items()
+            }
+    total_candidates = sum(sum(ops.values()) for ops in table.values())
+    return count_params(supernet) - total_candidates, table
+
+
+class SupernetCosts:
+    """Driver-side costs of an architecture of ``supernet``'s space.
+
+    Args:
+        supernet: the trained supernet (only its structure is read).
+        latency_table: predicts latency in ms; its ``device`` names the hardware.
+    """
+
+    def __init__(self, supernet: nn.Module, latency_table: Any) -> None:
+        self.shared_params, self.param_table = site_param_table(supernet)
+        self.latency_table = latency_table
+        self.device = str(latency_table.device)
+
+    def latency_ms(self, arch: Mapping[str, str]) -> float:
+        return float(self.latency_table.predict(arch))
+
+    def params(self, arch: Mapping[str, str]) -> int:
+        return self.shared_params + sum(self.param_table[site][op] for site, op in arch.items())
+
+
+class SupernetEvaluator:
+    """Worker-side scoring with inherited supernet weights (see module doc).
+
+    Args:
+        supernet: the trained supernet (put into the object store here, once).
+        bundle: the :class:`~nasfuse.data.DataBundle` (calib and val loaders are used).
+        calib_batches: BN recalibration batches per architecture.
+        measure_latency: also time the extracted network (ms, median) as the latency.
+        latency_batch_size: batch size of that measurement (the table's).
+    """
+
+    def __init__(
+        self,
+        supernet: nn.Module,
+        bundle: Any,
+        calib_batches: int,
+        measure_latency: bool = False,
+        latency_batch_size: int = 1,
+    ) -> None:
+        import ray
+
+        self.supernet_ref = ray.put(supernet)
+        self.bundle_ref = ray.put(bundle)
+        self.calib_batches = int(calib_batches)
+        self.measure_latency = measure_latency
+        self.latency_batch_size = int(latency_batch_size)
+        self.input_shape = (
+            int(getattr(supernet, "in_chans", 3)),
+            int(supernet.space.input_size),
+            int(supernet.space.input_size),
+        )
+
+    def _fetch(self, ref: Any) -> Any:
+        import ray
+
+        key = ref.hex()
+        if key not in _WORKER_OBJECTS:
+            _WORKER_OBJECTS[key] = ray.get(ref)
+        return _WORKER_OBJECTS[key]
+
+    def evaluate(self, arch: Mapping[str, str]) -> dict[str, float]:
+        from nasfuse.training import evaluate_arch
+
+        supernet = self._fetch(self.supernet_ref)
+        bundle = self._fetch(self.bundle_ref)
+        accuracy = evaluate_arch(supernet, arch, bundle, calib_batches=self.calib_batches)
+        sample = torch.zeros(1, *self.input_shape)
+        metrics = {"accuracy": float(accuracy), "flops": float(count_flops(supernet, sample))}
+        if self.measure_latency:
+            from nasfuse.latency import measure_latency
+
+            model = supernet.extract(arch).eval()
+            stats = measure_latency(model, (self.latency_batch_size, *self.input_shape))
+            metrics["latency_ms"] = float(stats.median_ms)
+        return metrics

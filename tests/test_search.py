@@ -1,0 +1,170 @@
+"""Fast tests of the search: Pareto front, hypervolume, knee, picks, costs, config, TensorBoard.
+
+The Ray Tune searches themselves are in tests/test_search_e2e.py (marked slow).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nasfuse.search import (
+    BUDGETS,
+    Constraints,
+    SearchConfig,
+    SyntheticCosts,
+    dominates,
+    draw_scatter,
+    hypervolume,
+    knee_index,
+    pareto_front,
+    parse_pick,
+    pick_index,
+    reference_latency,
+    resolve_plan,
+)
+
+# (accuracy, latency_ms)
+POINTS = [(0.90, 5.0), (0.80, 2.0), (0.85, 6.0), (0.95, 9.0), (0.80, 3.0)]
+
+
+def test_dominates_needs_one_strict_improvement() -> None:
+    assert dominates((0.9, 1.0), (0.9, 2.0))
+    assert dominates((0.95, 2.0), (0.9, 2.0))
+    assert not dominates((0.9, 2.0), (0.9, 2.0))
+    assert not dominates((0.95, 3.0), (0.9, 2.0))
+
+
+def test_pareto_front_drops_dominated_points_and_sorts_by_latency() -> None:
+    # (0.85, 6) is beaten by (0.90, 5); (0.80, 3) by (0.80, 2) at equal accuracy.
+    assert pareto_front(POINTS) == [1, 0, 3]
+
+
+def test_pareto_front_keeps_identical_points() -> None:
+    assert pareto_front([(0.5, 1.0), (0.5, 1.0), (0.4, 1.0)]) == [0, 1]
+
+
+def test_pareto_front_refuses_nan() -> None:
+    with pytest.raises(ValueError, match="not finite"):
+        pareto_front([(math.nan, 1.0)])
+
+
+def test_hypervolume_by_hand() -> None:
+    # Boxes from the reference (acc 0, 10 ms): 0.8*(10-2) + (0.9-0.8)*(10-5) + (0.95-0.9)*(10-9)
+    # = 6.4 + 0.5 + 0.05 = 6.95, normalised by 10 ms.
+    assert hypervolume(POINTS, 10.0) == pytest.approx(0.695)
+    # Dominated points add nothing.
+    assert hypervolume([POINTS[i] for i in (1, 0, 3)], 10.0) == pytest.approx(0.695)
+
+
+def test_hypervolume_ignores_points_past_the_reference() -> None:
+    assert hypervolume([(0.5, 5.0)], 10.0) == pytest.approx(0.25)
+    assert hypervolume([(0.5, 5.0), (0.99, 10.0), (0.99, 12.0)], 10.0) == pytest.approx(0.25)
+    assert hypervolume([], 10.0) == 0.0
+    with pytest.raises(ValueError):
+        hypervolume([(0.5, 1.0)], 0.0)
+
+
+def test_knee_is_farthest_above_the_line_between_extremes() -> None:
+    # Normalised: (0,0), (0.889, 0.111), (1, 1); gains 0, 0.778, 0 -> the middle point.
+    points = [(0.50, 1.0), (0.90, 2.0), (0.95, 10.0)]
+    assert knee_index(points) == 1
+    # Max accuracy per ms would pick the fastest point; the knee does not.
+    assert max(range(3), key=lambda i: points[i][0] / points[i][1]) == 0
+
+
+def test_knee_uses_the_front_only() -> None:
+    # A dominated point with a large naive "gain" must not be picked.
+    points = [(0.50, 1.0), (0.90, 2.0), (0.95, 10.0), (0.89, 2.5)]
+    assert knee_index(points) == 1
+
+
+def test_knee_ties_and_degenerate_fronts() -> None:
+    assert knee_index([(0.7, 3.0)]) == 0
+    # Two points: both on the line; the tie goes to the higher accuracy.
+    assert knee_index([(0.6, 1.0), (0.8, 4.0)]) == 1
+    # Same accuracy everywhere: only the fastest is on the front.
+    assert knee_index([(0.8, 4.0), (0.8, 1.0)]) == 1
+    with pytest.raises(ValueError):
+        knee_index([])
+
+
+def test_picks() -> None:
+    points = [(0.50, 1.0), (0.90, 2.0), (0.95, 10.0), (0.95, 12.0)]
+    assert pick_index(points, "max-acc") == 2  # tie on accuracy -> lower latency
+    assert pick_index(points, "max-latency=5") == 1
+    assert pick_index(points, "max-latency=10") == 2
+    assert pick_index(points, "knee") == 1
+    with pytest.raises(ValueError, match="fastest evaluated one takes 1.000 ms"):
+        pick_index(points, "max-latency=0.5")
+
+
+@pytest.mark.parametrize("bad", ["", "best", "max-latency", "max-latency=-1", "max-latency=x"])
+def test_parse_pick_refuses_bad_rules(bad: str) -> None:
+    with pytest.raises(ValueError, match="pick rule"):
+        parse_pick(bad)
+
+
+def test_parse_pick_reads_the_bound() -> None:
+    assert parse_pick("max-latency=2.5") == ("max-latency", 2.5)
+    assert parse_pick(" knee ") == ("knee", None)
+
+
+def test_constraints_are_relative_violations() -> None:
+    constraints = Constraints(max_latency_ms=4.0, max_params=1000)
+    assert constraints.violations(5.0, 500) == {"latency_ms": 0.25, "params": -0.5}
+    assert Constraints().violations(5.0, 500) == {}
+    assert not Constraints().active
+
+
+def test_reference_latency_finds_the_slowest_architecture() -> None:
+    costs = SyntheticCosts(["add", "concat", "aff"])
+    sites = {"a": ["add", "concat"], "b": ["add", "aff", "concat"], "c": ["add"]}
+    # Slowest: a=concat (1) + b=aff (2) + c=add (0) + base 1 ms.
+    assert reference_latency(sites, costs) == 4.0
+
+
+def test_budgets_resolve_with_explicit_values_winning() -> None:
+    plan = resolve_plan(SearchConfig(budget="quick"))
+    assert plan.trials == BUDGETS["quick"]["trials"]
+    assert plan.width_mult == BUDGETS["quick"]["width_mult"]
+    plan = resolve_plan(SearchConfig(budget="quick", trials=7, space_options={"width_mult": 0.5}))
+    assert (plan.trials, plan.width_mult) == (7, 0.5)
+    assert "7 trials" in plan.describe()
+    with pytest.raises(ValueError, match="unknown budget"):
+        resolve_plan(SearchConfig(budget="huge"))  # type: ignore[arg-type]
+
+
+def test_budgets_grow_from_quick_to_full() -> None:
+    for key in ("supernet_epochs", "trials", "width_mult"):
+        assert BUDGETS["quick"][key] <= BUDGETS["default"][key] <= BUDGETS["full"][key]
+
+
+def test_scatter_marks_the_front_in_red() -> None:
+    image = draw_scatter(POINTS, pareto_front(POINTS), infeasible=[(0.0, 7.0)])
+    assert image.shape == (440, 640, 3)
+    red = (image[..., 0] > 200) & (image[..., 1] < 80) & (image[..., 2] < 80)
+    assert red.sum() > 3 * 20  # three filled front markers at least
+    empty = draw_scatter([], [])
+    red_empty = (empty[..., 0] > 200) & (empty[..., 1] < 80) & (empty[..., 2] < 80)
+    assert red_empty.sum() == 0
+
+
+def test_supernet_param_table_matches_extracted_networks(fixtures_dir: str) -> None:
+    import random
+
+    from nasfuse.profile import count_params
+    from nasfuse.search._supernet_eval import site_param_table
+    from nasfuse.spaces import load_space
+    from nasfuse.supernet import Supernet
+
+    space = load_space(f"{fixtures_dir}/tiny_hrnet.yaml")
+    supernet = Supernet(space, num_classes=10, in_chans=1)
+    shared, table = site_param_table(supernet)
+    assert set(table) == set(space.sites)
+    rng = random.Random(0)
+    for _ in range(3):
+        arch = supernet.sample_arch(rng)
+        expected = count_params(supernet.extract(arch))
+        assert shared + sum(table[s][op] for s, op in arch.items()) == expected

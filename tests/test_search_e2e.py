@@ -1,0 +1,425 @@
+"""End-to-end searches through Ray Tune (slow): outputs, study, dedup, constraints, failures,
+resume after a kill, TensorBoard over HTTP, and the ``nasfuse search`` command on a tiny space.
+
+One Ray session serves the whole module; the searches use the synthetic evaluator on the
+tiny HRNet space (10 sites, add/concat), except the CLI test, which trains a real supernet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from nasfuse.search import (
+    Constraints,
+    SyntheticCosts,
+    SyntheticEvaluator,
+    export_run,
+    search_architectures,
+)
+
+pytestmark = pytest.mark.slow
+
+OPS = ["add", "concat"]
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY_SPACE = FIXTURES / "tiny_hrnet.yaml"
+
+
+def _sites() -> dict[str, list[str]]:
+    from nasfuse.spaces import load_space
+
+    space = load_space(TINY_SPACE)
+    return {name: list(site.ops) for name, site in space.sites.items()}
+
+
+def _study_attrs() -> dict[str, Any]:
+    from nasfuse.spaces import load_space
+
+    space = load_space(TINY_SPACE)
+    return {"space": str(TINY_SPACE.resolve()), "space_options": {}, "space_hash": space.hash}
+
+
+def _search(run_dir: Path, n_trials: int, log: Path, **kwargs: Any) -> Any:
+    options: dict[str, Any] = {
+        "sampler": "nsga2",
+        "population_size": 4,
+        "seed": 0,
+        "progress": False,
+        "study_attrs": _study_attrs(),
+        "space_hash": _study_attrs()["space_hash"],
+    }
+    evaluator_options = kwargs.pop("evaluator_options", {})
+    options.update(kwargs)
+    return search_architectures(
+        sites=_sites(),
+        evaluator=SyntheticEvaluator(OPS, log_path=log, **evaluator_options),
+        costs=SyntheticCosts(OPS),
+        run_dir=run_dir,
+        n_trials=n_trials,
+        **options,
+    )
+
+
+def _logged_hashes(log: Path) -> list[str]:
+    if not log.is_file():
+        return []
+    return [line.split()[0] for line in log.read_text().splitlines() if line.strip()]
+
+
+def _study(run_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name="nasfuse", storage=f"sqlite:///{run_dir / 'study.db'}")
+
+
+def _status_counts(study: optuna.Study) -> Counter:
+    return Counter(t.user_attrs.get("status") for t in study.get_trials())
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Any:
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def finished_run(ray_session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    run_dir = tmp_path_factory.mktemp("search")
+    log = run_dir / "evaluations.log"
+    stats = _search(run_dir, 12, log)
+    best = export_run(run_dir)
+    return {"run_dir": run_dir, "log": log, "stats": stats, "best": best}
+
+
+def _csv_rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "pareto.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_search_writes_every_output(finished_run: dict[str, Any]) -> None:
+    from nasfuse.arch import load_arch
+
+    run_dir = finished_run["run_dir"]
+    rows = _csv_rows(run_dir)
+    assert rows
+    arch_files = sorted((run_dir / "pareto").glob("*.yaml"))
+    assert len(arch_files) == len(rows)
+    for row in rows:
+        arch, _space = load_arch(run_dir / row["file"])
+        assert {s: arch[s] for s in _sites()} == {s: row[s] for s in _sites()}
+    best_arch, _space = load_arch(finished_run["best"])
+    import yaml
+
+    metrics = yaml.safe_load(finished_run["best"].read_text())["metrics"]
+    assert set(metrics) >= {"accuracy", "latency_ms", "params", "flops", "device", "pick"}
+    assert metrics["device"] == "synthetic"
+    assert best_arch in [load_arch(path)[0] for path in arch_files]
+    report = (run_dir / "report.md").read_text()
+    assert "## Pareto front" in report and "knee" in report
+    assert all(site in report for site in _sites())
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_study_opens_and_its_best_trials_are_pareto_csv(finished_run: dict[str, Any]) -> None:
+    run_dir = finished_run["run_dir"]
+    study = _study(run_dir)
+    statuses = _status_counts(study)
+    assert sum(statuses[s] for s in ("evaluated", "cached", "infeasible", "failed")) == 12
+    best = {t.user_attrs["arch_hash"]: tuple(t.values) for t in study.best_trials}
+    rows = {
+        r["arch_hash"]: (float(r["accuracy"]), float(r["latency_ms"])) for r in _csv_rows(run_dir)
+    }
+    assert set(best) == set(rows)
+    for key, (accuracy, latency) in rows.items():
+        assert best[key] == pytest.approx((accuracy, latency), abs=1e-6)
+
+
+def test_no_architecture_is_evaluated_twice(finished_run: dict[str, Any]) -> None:
+    study = _study(finished_run["run_dir"])
+    logged = _logged_hashes(finished_run["log"])
+    assert len(logged) == len(set(logged))
+    evaluated = [
+        t.user_attrs["arch_hash"]
+        for t in study.get_trials()
+        if t.user_attrs.get("status") == "evaluated"
+    ]
+    assert sorted(logged) == sorted(evaluated)
+    # Cached trials repeat an evaluated architecture and carry its values.
+    by_number = {t.number: t for t in study.get_trials()}
+    for trial in study.get_trials():
+        if trial.user_attrs.get("status") == "cached":
+            original = by_number[trial.user_attrs["duplicate_of"]]
+            assert original.user_attrs["arch_hash"] == trial.user_attrs["arch_hash"]
+            assert original.values == trial.values
+
+
+def test_export_picks_again(finished_run: dict[str, Any], tmp_path: Path) -> None:
+    import yaml
+
+    run_dir = finished_run["run_dir"]
+    path = export_run(run_dir, "max-acc", out=tmp_path / "fast.yaml")
+    metrics = yaml.safe_load(path.read_text())["metrics"]
+    assert metrics["accuracy"] == pytest.approx(
+        max(float(r["accuracy"]) for r in _csv_rows(run_dir))
+    )
+    fastest = min(float(r["latency_ms"]) for r in _csv_rows(run_dir))
+    with pytest.raises(ValueError, match="no architecture is within"):
+        export_run(run_dir, f"max-latency={fastest / 2}", out=tmp_path / "none.yaml")
+
+
+def test_constraints_prune_without_evaluation(ray_session: Any, tmp_path: Path) -> None:
+    log = tmp_path / "evaluations.log"
+    bound = 3.0  # synthetic latency = 1 ms + 1 ms per concat: at most 2 concats fit
+    _search(tmp_path, 10, log, sampler="random", constraints=Constraints(max_latency_ms=bound))
+    study = _study(tmp_path)
+    trials = study.get_trials()
+    infeasible = [t for t in trials if t.user_attrs.get("status") == "infeasible"]
+    assert infeasible, "the random sampler should propose some slow architectures"
+    assert all(t.user_attrs["predicted_latency_ms"] > bound for t in infeasible)
+    assert all(t.constraints["latency_ms"] > 0 for t in infeasible)
+    logged = set(_logged_hashes(log))
+    assert not logged & {t.user_attrs["arch_hash"] for t in infeasible}
+    evaluated = [t for t in trials if t.user_attrs.get("status") == "evaluated"]
+    assert len(_logged_hashes(log)) == len(evaluated)
+    assert all(t.values[1] <= bound for t in study.best_trials)
+
+
+def test_failing_trials_do_not_stop_the_search(ray_session: Any, tmp_path: Path) -> None:
+    log = tmp_path / "evaluations.log"
+    site = next(s for s, ops in _sites().items() if "concat" in ops)
+    _search(tmp_path, 8, log, sampler="random", evaluator_options={"fail_when": {site: "concat"}})
+    study = _study(tmp_path)
+    statuses = _status_counts(study)
+    assert statuses["failed"] > 0 and statuses["evaluated"] > 0
+    assert sum(statuses.values()) == 8
+    for trial in study.get_trials():
+        if trial.user_attrs.get("status") == "failed":
+            assert trial.state == optuna.trial.TrialState.FAIL
+            assert "synthetic failure" in trial.user_attrs["error"]
+            assert trial.params[site] == "concat"
+
+
+_KILLED_SEARCH = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+import test_search_e2e as t
+t._search(Path({run_dir!r}), {n}, Path({log!r}), num_cpus=2,
+          evaluator_options={{"seconds": 1.0}}, sampler="random")
+"""
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_resume_after_kill_ends_with_exactly_the_requested_trials(
+    ray_session: Any, tmp_path: Path
+) -> None:
+    n_trials = 10
+    log = tmp_path / "evaluations.log"
+    code = _KILLED_SEARCH.format(
+        tests=str(Path(__file__).parent), run_dir=str(tmp_path), n=n_trials, log=str(log)
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    done = 0
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            if (tmp_path / "study.db").is_file():
+                try:
+                    done = len(
+                        _study(tmp_path).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+                    )
+                except Exception:  # the study is being created
+                    done = 0
+            if done >= 3:
+                break
+    finally:
+        children = _descendants(process.pid)
+        process.kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+    assert 3 <= done < n_trials, f"the search was not caught mid-way ({done} trials done)"
+
+    _search(tmp_path, n_trials, log, sampler="random", resume=True)
+    study = _study(tmp_path)
+    statuses = _status_counts(study)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == n_trials
+    assert statuses["evaluated"] + statuses["cached"] == n_trials
+    evaluated = [
+        t.user_attrs["arch_hash"] for t in complete if t.user_attrs["status"] == "evaluated"
+    ]
+    assert len(evaluated) == len(set(evaluated))
+    interrupted = {
+        t.user_attrs.get("arch_hash")
+        for t in study.get_trials()
+        if t.user_attrs.get("status") == "interrupted"
+    }
+    # An architecture was evaluated twice only if the kill cut its first evaluation short.
+    twice = {h for h, n in Counter(_logged_hashes(log)).items() if n > 1}
+    assert twice <= interrupted
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_serves_the_runs_scalars_and_hparams(finished_run: dict[str, Any]) -> None:
+    run_dir = finished_run["run_dir"]
+    port = _free_port()
+    tensorboard = Path(sys.executable).parent / "tensorboard"
+    process = subprocess.Popen(
+        [
+            str(tensorboard),
+            "--logdir",
+            str(run_dir / "tensorboard"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reload_interval",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        tags: dict[str, Any] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                tags = _get(f"{base}/data/plugin/scalars/tags")
+                if "search/hypervolume" in tags.get(".", {}):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert {"search/hypervolume", "trial/accuracy", "trial/latency_ms"} <= set(tags["."])
+        experiment = _get(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        assert {h["name"] for h in experiment["hparamInfos"]} >= set(_sites())
+        groups = _get(
+            f"{base}/data/plugin/hparams/session_groups",
+            {
+                "experimentName": "",
+                "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+                "colParams": [],
+                "startIndex": 0,
+                "sliceSize": 1000,
+            },
+        )
+        study = _study(run_dir)
+        assert groups["totalSize"] == len(study.get_trials())
+        accuracy_by_trial = {
+            g["name"]: next(
+                m["value"] for m in g["metricValues"] if m["name"]["tag"] == "hparam/accuracy"
+            )
+            for g in groups["sessionGroups"]
+        }
+        for trial in study.get_trials():
+            if trial.user_attrs["status"] in ("evaluated", "cached"):
+                assert accuracy_by_trial[f"trials/{trial.number:05d}"] == pytest.approx(
+                    trial.values[0], abs=1e-6
+                )
+        images = _get(f"{base}/data/plugin/images/tags")
+        assert "pareto/scatter" in images["."]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_cli_search_on_a_tiny_space_then_export(ray_session: Any, tmp_path: Path) -> None:
+    from nasfuse.cli import main
+
+    out = tmp_path / "run"
+    argv = [
+        "search",
+        "--space",
+        str(TINY_SPACE),
+        "--set",
+        "width_mult=1.0",
+        "--budget",
+        "quick",
+        "--trials",
+        "6",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--max-params",
+        "1.0",
+    ]
+    assert main(argv) == 0
+    for name in (
+        "search_config.yaml",
+        "supernet/supernet.pt",
+        "latency_table.json",
+        "study.db",
+        "pareto.csv",
+        "best.yaml",
+        "report.md",
+    ):
+        assert (out / name).is_file(), name
+    study = _study(out)
+    assert sum(1 for t in study.get_trials() if t.user_attrs.get("status") != "interrupted") == 6
+    evaluated = [t for t in study.get_trials() if t.user_attrs.get("status") == "evaluated"]
+    assert evaluated and all(0.0 <= t.values[0] <= 1.0 for t in evaluated)
+    assert all(t.user_attrs["flops"] > 0 and t.user_attrs["params"] > 0 for t in evaluated)
+    # A second search into the same directory must be asked to resume.
+    assert main(argv) == 2
+    # Resuming with more trials reuses the supernet and the table and adds trials.
+    mtime = (out / "supernet" / "supernet.pt").stat().st_mtime
+    assert (
+        main([*argv[:-4], "--trials", "8", "--out", str(out), "--max-params", "1.0", "--resume"])
+        == 0
+    )
+    assert (out / "supernet" / "supernet.pt").stat().st_mtime == mtime
+    assert (
+        len([t for t in _study(out).get_trials() if t.user_attrs.get("status") != "interrupted"])
+        == 8
+    )
+    assert (
+        main(["export", "--run", str(out), "--pick", "max-acc", "--out", str(tmp_path / "a.yaml")])
+        == 0
+    )
+    assert (tmp_path / "a.yaml").is_file()
