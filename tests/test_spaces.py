@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasfuse.ops import list_ops
-from nasfuse.spaces import SpaceError, list_spaces, load_space
+from nasfuse.spaces import SearchSpace, SpaceError, list_spaces, load_space
 from nasfuse.supernet import build_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -45,9 +45,8 @@ def test_space_loads_with_valid_sites(name: str) -> None:
     assert len(space.hash) == 16 and int(space.hash, 16) >= 0
 
 
-@pytest.mark.parametrize("name", ALL_SPACES, ids=space_id)
-def test_site_shapes_match_the_tensors_seen_in_forward(name: str) -> None:
-    space = load_space(name)
+def assert_site_shapes_match_forward(space: SearchSpace) -> None:
+    """Every site's module sees K inputs, and returns one output, of the site's shape."""
     model = build_model(space, space.uniform_arch("add")).eval()
     seen: dict[str, list[tuple[int, ...]]] = {}
     for site_name, module in model.fusion_modules().items():
@@ -62,6 +61,19 @@ def test_site_shapes_match_the_tensors_seen_in_forward(name: str) -> None:
     for site_name, site in space.sites.items():
         expected = (1, site.channels, site.height, site.width)
         assert seen[site_name] == [expected] * (site.num_inputs + 1), site_name
+
+
+@pytest.mark.parametrize("name", ALL_SPACES, ids=space_id)
+def test_site_shapes_match_the_tensors_seen_in_forward(name: str) -> None:
+    assert_site_shapes_match_forward(load_space(name))
+
+
+def test_site_shapes_match_with_overrides_and_odd_sizes() -> None:
+    assert_site_shapes_match_forward(
+        load_space("hrnet_lite", {"input_size": 224, "stem_stride": 4, "width_mult": 0.25})
+    )
+    assert_site_shapes_match_forward(load_space(TINY_HRNET, {"input_size": 13}))
+    assert_site_shapes_match_forward(load_space(TINY_RESNET, {"input_size": 15, "stem_stride": 2}))
 
 
 def test_shipped_space_shapes() -> None:
