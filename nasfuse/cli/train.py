@@ -38,6 +38,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="batch size per process")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: one per core)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="run directory")
     parser.add_argument("--config", type=Path, default=None, help="YAML config file")
     parser.add_argument(
@@ -68,6 +71,7 @@ _COMMON_FLAGS = {
     "batch_size": "batch_size",
     "lr": "lr",
     "seed": "seed",
+    "threads": "threads",
 }
 
 

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 # Keys that may change when a run is resumed: they do not change what is computed.
-RESUMABLE_CHANGES = frozenset({"num_workers", "progress", "data_dir", "download"})
+RESUMABLE_CHANGES = frozenset({"num_workers", "progress", "data_dir", "download", "threads"})
 
 
 @dataclass
@@ -73,6 +73,8 @@ class TrainingConfig:
         clip_grad: clip the gradient norm to this (None: no clipping).
         seed: seed of weights, data order, augmentation and path sampling.
         num_workers: data loader workers per process.
+        threads: torch CPU threads (None: torch's default, one per core). On a CPU that
+            other jobs share, 1 avoids the heavy slowdown of oversubscribed threads.
         amp: mixed precision (bf16 where supported, else fp16 with a GradScaler); CUDA only.
         channels_last: channels-last memory format; CUDA only.
         progress: show a tqdm progress bar per epoch.
@@ -96,6 +98,7 @@ class TrainingConfig:
     clip_grad: float | None = None
     seed: int = 0
     num_workers: int = 0
+    threads: int | None = None
     amp: bool = True
     channels_last: bool = True
     progress: bool = True
@@ -327,6 +330,8 @@ class TrainingRun:
 
         self.cfg = cfg
         self.out_dir = Path(out_dir)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         self.bundle = bundle
         self.context = context
         self.precision = Precision.choose(context.device, cfg.amp, cfg.channels_last)

@@ -54,8 +54,8 @@ class SupernetTrainConfig(TrainingConfig):
     space_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 30
     sampler: Literal["uniform", "fair"] = "uniform"
-    eval_archs: int = 3
-    eval_calib_batches: int = 10
+    eval_archs: int = 2
+    eval_calib_batches: int = 5
 
 
 def space_info(space: Any) -> dict[str, Any]:
