@@ -349,7 +349,7 @@ def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any],
     ops = get_list(raw, "ops", where)
     registered = list_ops()
     for op in ops:
-        if op not in registered:
+        if not isinstance(op, str) or op not in registered:
             raise where.error("ops", f"unknown op {op!r}; registered ops: {', '.join(registered)}")
     if len(set(ops)) != len(ops):
         raise where.error("ops", f"an op is listed twice in {ops!r}")
