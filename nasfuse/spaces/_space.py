@@ -193,7 +193,7 @@ class SearchSpace:
         Returns a ``FusionNet``: ``forward(x)`` maps ``(B, in_chans, H, W)`` to
         ``(B, num_classes)``; ``site_paths`` says where each site's module sits.
         """
-        return FAMILIES[self.family].build(self, make_fusion, num_classes, in_chans)
+        return FAMILIES[self.family].Network(self, make_fusion, num_classes, in_chans)
 
 
 def shipped_space_dirs() -> list[Path]:

@@ -55,7 +55,7 @@ __all__ = [
     "KEYS",
     "resolve",
     "site_shapes",
-    "build",
+    "Network",
     "HRNet",
     "LightResidualBlock",
     "MultiResolutionFuse",
@@ -326,11 +326,5 @@ class HRNet(FusionNet):
         return self.head(torch.cat(pooled, dim=1))
 
 
-def build(
-    space: SearchSpace,
-    make_fusion: Callable[[Site], nn.Module],
-    num_classes: int,
-    in_chans: int,
-) -> HRNet:
-    """The ``HRNet`` of ``space`` with ``make_fusion(site)`` at every site."""
-    return HRNet(space, make_fusion, num_classes, in_chans)
+# The network class of this family (SearchSpace.build calls it).
+Network = HRNet

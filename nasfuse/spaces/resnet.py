@@ -37,7 +37,7 @@ from nasfuse.spaces._schema import (
 if TYPE_CHECKING:
     from nasfuse.spaces._space import SearchSpace, Site
 
-__all__ = ["KEYS", "resolve", "site_shapes", "build", "ResNet", "BasicBlock"]
+__all__ = ["KEYS", "resolve", "site_shapes", "Network", "ResNet", "BasicBlock"]
 
 KEYS = ("stem_channels", "stem_kernel", "stem_stride", "stem_pool", "stages")
 STAGE_KEYS = ("channels", "blocks", "stride")
@@ -141,11 +141,5 @@ class ResNet(FusionNet):
         return self.layers(self.stem(x))
 
 
-def build(
-    space: SearchSpace,
-    make_fusion: Callable[[Site], nn.Module],
-    num_classes: int,
-    in_chans: int,
-) -> ResNet:
-    """The ``ResNet`` of ``space`` with ``make_fusion(site)`` at every site."""
-    return ResNet(space, make_fusion, num_classes, in_chans)
+# The network class of this family (SearchSpace.build calls it).
+Network = ResNet
