@@ -38,6 +38,16 @@ def _add_space_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_clock_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "thread"),
+        default="wall",
+        help="wall: latency (default); thread: CPU time of the measuring thread, steadier "
+        "on a busy shared CPU (needs --threads 1)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nasfuse latency {build,measure,validate}``."""
     parser = subparsers.add_parser(
@@ -77,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--channels-last", action="store_true", help="measure in channels_last memory format"
     )
+    _add_clock_option(build)
     build.set_defaults(func=_build)
 
     measure = commands.add_parser("measure", help="measure one architecture end to end")
@@ -89,6 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--table", type=Path, default=None, help="also print this table's prediction"
     )
     measure.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_clock_option(measure)
     measure.set_defaults(func=_measure)
 
     validate = commands.add_parser(
@@ -105,6 +117,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     validate.add_argument("--json", action="store_true", help="print one JSON object")
     validate.set_defaults(func=_validate)
+
+
+def _clock_note(clock: str) -> str:
+    return "" if clock == "wall" else " (thread CPU time, not wall-clock latency)"
 
 
 def _load_space(args: argparse.Namespace) -> Any:
@@ -128,11 +144,13 @@ def _build(args: argparse.Namespace) -> int:
         runs=args.runs,
         rounds=args.rounds,
         network_runs=args.network_runs,
+        clock=args.clock,
     )
     print(
         f"latency table for {space.name} ({len(table.sites)} sites, "
         f"{table.measurement['op_entries']} op entries) built in "
-        f"{table.measurement['build_seconds']:.1f} s on {table.device}, batch {table.batch_size}; "
+        f"{table.measurement['build_seconds']:.1f} s on {table.device}{_clock_note(table.clock)}, "
+        f"batch {table.batch_size}; "
         f"base {table.base_ms:.2f} ms"
     )
     if args.calibrate:
@@ -164,6 +182,7 @@ def _measure(args: argparse.Namespace) -> int:
         runs=args.runs,
         channels_last=args.channels_last,
         threads=args.threads,
+        clock=args.clock,
     )
     predicted = None
     if args.table is not None:
@@ -173,6 +192,7 @@ def _measure(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device if args.device is not None else default_device(),
             threads=stats.threads,
+            clock=args.clock,
         )
         predicted = table.predict(arch)
     if args.json:
@@ -201,12 +221,13 @@ def _validate(args: argparse.Namespace) -> int:
     result = table.validate(space, samples=args.samples, seed=args.seed)
     table.save(path)
     if args.json:
-        keys = ("device", "median_abs_pct_error", "within_10pct", "kendall_tau", "samples")
+        keys = ("device", "median_abs_pct_error", "within_10pct", "kendall_tau", "samples", "clock")
         print(json.dumps({key: result[key] for key in keys}))
         return 0
     state = "calibrated" if result["calibrated"] else "uncalibrated"
     print(
         f"{state} table {path} on {result['samples']} fresh archs (seed {args.seed}), "
         f"batch {table.batch_size}: {format_errors(result)}; measured on {result['device']}"
+        f"{_clock_note(table.clock)}"
     )
     return 0

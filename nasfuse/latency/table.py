@@ -71,6 +71,7 @@ KEY_FIELDS = (
     "threads",
     "dtype",
     "channels_last",
+    "clock",
     "torch",
 )
 
@@ -152,6 +153,7 @@ def _measure_interleaved(
     channels_last: bool,
     progress: bool,
     desc: str,
+    clock: str = "wall",
 ) -> list[float]:
     """Median latency (ms) of each job, measured in ``rounds`` interleaved passes.
 
@@ -170,6 +172,7 @@ def _measure_interleaved(
                     channels_last=channels_last,
                     threads=threads,
                     inputs=inputs,
+                    clock=clock,
                 )
                 medians[index].append(stats.median_ms)
                 bar.update()
@@ -194,6 +197,7 @@ def measure_archs(
     num_classes: int = 10,
     progress: bool = False,
     desc: str = "measure archs",
+    clock: str = "wall",
 ) -> list[float]:
     """End-to-end median latency (ms) of each architecture, built with ``build_model``.
 
@@ -209,7 +213,7 @@ def measure_archs(
         model = build_model(space, dict(arch), num_classes=num_classes).to(dtype)
         jobs.append((model, example))
     return _measure_interleaved(
-        jobs, rounds, runs, warmup, target, threads, channels_last, progress, desc
+        jobs, rounds, runs, warmup, target, threads, channels_last, progress, desc, clock
     )
 
 
@@ -264,6 +268,11 @@ class LatencyTable:
         return int(self.key["threads"])
 
     @property
+    def clock(self) -> str:
+        """``"wall"`` (latency) or ``"thread"`` (CPU time of the measuring thread)."""
+        return str(self.key.get("clock", "wall"))
+
+    @property
     def scale(self) -> float:
         """Calibration scale (1 before calibration)."""
         return float(self.calibration["scale"]) if self.calibration else 1.0
@@ -289,6 +298,7 @@ class LatencyTable:
         network_runs: int = 10,
         num_classes: int = 10,
         progress: bool = True,
+        clock: str = "wall",
     ) -> LatencyTable:
         """Measure every (shape, op) entry and the base of ``space``.
 
@@ -305,6 +315,8 @@ class LatencyTable:
             network_runs: timed runs per round for the end-to-end reference network.
             num_classes: classifier width of the networks measured end to end.
             progress: show tqdm progress bars.
+            clock: ``"wall"`` or ``"thread"`` (see :func:`measure_latency`); recorded in
+                the key, and used again by :meth:`calibrate` and :meth:`validate`.
         """
         started = time.perf_counter()
         target = torch.device(device) if device is not None else default_device()
@@ -334,7 +346,7 @@ class LatencyTable:
                 jobs.append((create_op(op, channels, num_inputs).to(dtype), make_inputs))
                 labels.append((key, op))
         medians = _measure_interleaved(
-            jobs, rounds, runs, warmup, target, used_threads, channels_last, progress, "ops"
+            jobs, rounds, runs, warmup, target, used_threads, channels_last, progress, "ops", clock
         )
         entries: dict[str, dict[str, float]] = {key: {} for key in shape_ops}
         for (key, op), median in zip(labels, medians, strict=True):
@@ -360,6 +372,7 @@ class LatencyTable:
             channels_last=channels_last,
             dtype=dtype,
             num_classes=num_classes,
+            clock=clock,
         )
         entries_sum = sum(entries[sites[s]["shape"]][op] for s, op in reference_arch.items())
         ops_used = sorted(set(reference_arch.values()))
@@ -373,6 +386,7 @@ class LatencyTable:
                 "dtype": str(dtype).replace("torch.", ""),
                 "channels_last": bool(channels_last),
                 "threads": int(used_threads),
+                "clock": clock,
                 "space_hash": space.hash,
             },
             space_info={
@@ -474,6 +488,7 @@ class LatencyTable:
             num_classes=int(self.measurement.get("num_classes", 10)),
             progress=progress,
             desc=desc,
+            clock=self.clock,
         )
         return archs, measured
 
@@ -546,6 +561,7 @@ class LatencyTable:
         raw = [self.predict_raw(arch) for arch in archs]
         result = {
             "device": self.device,
+            "clock": self.clock,
             "seed": seed,
             **latency_errors(predicted, measured),
             "raw": latency_errors(raw, measured),
@@ -592,6 +608,7 @@ class LatencyTable:
         threads: int | None = None,
         channels_last: bool | None = None,
         dtype: torch.dtype | None = None,
+        clock: str | None = None,
     ) -> LatencyTable:
         """Read a table, refusing one whose key differs from what it is loaded for.
 
@@ -602,6 +619,7 @@ class LatencyTable:
             device: the device it must have been measured on (name compared at the table's
                 thread count, or at ``threads`` when given). ``None`` checks nothing.
             threads: the thread count it must have been measured with.
+            clock: the clock it must have been measured with (``"wall"``, ``"thread"``).
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -654,6 +672,8 @@ class LatencyTable:
             expected["channels_last"] = bool(channels_last)
         if dtype is not None:
             expected["dtype"] = str(dtype).replace("torch.", "")
+        if clock is not None:
+            expected["clock"] = clock
         table._refuse_mismatch(expected, path)
         return table
 
