@@ -423,3 +423,24 @@ def test_cli_search_on_a_tiny_space_then_export(ray_session: Any, tmp_path: Path
         == 0
     )
     assert (tmp_path / "a.yaml").is_file()
+
+
+def test_supernet_evaluator_scores_flops_and_measured_latency(ray_session: Any) -> None:
+    import torch
+
+    from nasfuse.data import build_loaders
+    from nasfuse.profile import count_flops
+    from nasfuse.search import SupernetEvaluator
+    from nasfuse.spaces import load_space
+    from nasfuse.supernet import Supernet
+
+    space = load_space(TINY_SPACE)
+    bundle = build_loaders("digits", space.input_size, batch_size=32)
+    supernet = Supernet(space, num_classes=bundle.num_classes, in_chans=bundle.in_chans).eval()
+    evaluator = SupernetEvaluator(supernet, bundle, calib_batches=1, measure_latency=True)
+    arch = supernet.sample_arch(3)
+    metrics = evaluator.evaluate(arch)
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert metrics["latency_ms"] > 0
+    sample = torch.zeros(1, bundle.in_chans, space.input_size, space.input_size)
+    assert metrics["flops"] == count_flops(supernet.extract(arch), sample)

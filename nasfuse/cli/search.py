@@ -31,6 +31,7 @@ _FLAG_KEYS = {
     "num_cpus": "num_cpus",
     "supernet": "supernet",
     "seed": "seed",
+    "threads": "threads",
     "pick": "pick",
 }
 
@@ -147,6 +148,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pick", default=None, help="best.yaml rule: knee, max-acc, max-latency=MS"
     )
     search.add_argument("--seed", type=int, default=None, help="seed (0)")
+    search.add_argument(
+        "--threads", type=int, default=None, help="torch threads of the driver (torch's default)"
+    )
     search.add_argument(
         "--out", type=Path, default=None, help="run directory (runs/<space>-<budget>)"
     )

@@ -33,6 +33,8 @@ class SearchConfig:
         population_size: NSGA-II population. None: the budget's.
         latency: ``lut`` (the latency table's prediction is the objective) or ``measured``
             (each evaluated architecture is extracted and timed; trials then run one at a time).
+        latency_clock: ``wall`` time, or the measuring thread's CPU ``thread`` time (steadier
+            on a CPU shared with other jobs); see :func:`nasfuse.latency.measure_latency`.
         max_latency_ms: constraint on the table's prediction, checked before evaluation.
         max_params_m: constraint on the parameter count, in millions.
         storage: Optuna storage URL; None: SQLite file ``study.db`` in the run directory.
@@ -43,7 +45,10 @@ class SearchConfig:
         supernet: a supernet checkpoint to reuse instead of training one.
         calib_batches: batches for BN recalibration per trial. None: the budget's.
         batch_size: supernet training and evaluation batch size.
-        input_size: None: the space's input size.
+        input_size: the space's input size option. None: the budget's (quick: 16, the
+            others: the space's own).
+        threads: torch threads of the driver (supernet training, latency table); None:
+            torch's default. On a shared CPU, 1 avoids oversubscription.
         seed: seeds the sampler, data splits and supernet training.
         pick: rule for ``best.yaml``; None: ``max-latency=<max_latency_ms>`` if set, else ``knee``.
     """
@@ -59,6 +64,7 @@ class SearchConfig:
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     population_size: int | None = None
     latency: Literal["lut", "measured"] = "lut"
+    latency_clock: Literal["wall", "thread"] = "wall"
     max_latency_ms: float | None = None
     max_params_m: float | None = None
     storage: str | None = None
@@ -70,6 +76,7 @@ class SearchConfig:
     calib_batches: int | None = None
     batch_size: int = 64
     input_size: int | None = None
+    threads: int | None = None
     seed: int = 0
     pick: str | None = None
 
@@ -82,34 +89,43 @@ class SearchPlan:
     supernet_epochs: int
     trials: int
     width_mult: float
+    input_size: int | None
     population_size: int
     calib_batches: int
 
     def describe(self) -> str:
         """One line for the console, e.g. ``budget quick: width 0.25, 8 supernet epochs, ...``."""
+        size = (
+            f"input {self.input_size}x{self.input_size}"
+            if self.input_size
+            else "space's input size"
+        )
         return (
-            f"budget {self.budget}: width_mult {self.width_mult:g}, "
+            f"budget {self.budget}: width_mult {self.width_mult:g}, {size}, "
             f"{self.supernet_epochs} supernet epochs, {self.trials} trials "
             f"(NSGA-II population {self.population_size}), "
             f"BN recalibration on {self.calib_batches} batches per trial"
         )
 
 
-# Sized on the 2-core CPU this project is developed on, with digits (about 1,400 training
-# images at 32x32): hrnet_lite's cost per training step falls roughly with the square of
-# the width multiplier, so quick uses a narrow net and few epochs.
+# Sized on the 2-core CPU this project is developed on, with digits (1,077 training images,
+# 16 steps per epoch at batch 64). hrnet_lite's supernet needs on the order of 100+ steps
+# before random paths score above chance, so quick buys epochs with a narrow net (0.25)
+# at 16x16 input (digits are 8x8 images), about 4x cheaper per step than 32x32.
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "supernet_epochs": 6,
-        "trials": 40,
+        "supernet_epochs": 10,
+        "trials": 30,
         "width_mult": 0.25,
+        "input_size": 16,
         "population_size": 10,
         "calib_batches": 4,
     },
     "default": {
-        "supernet_epochs": 20,
-        "trials": 120,
+        "supernet_epochs": 12,
+        "trials": 100,
         "width_mult": 0.5,
+        "input_size": None,
         "population_size": 20,
         "calib_batches": 8,
     },
@@ -117,6 +133,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "supernet_epochs": 120,
         "trials": 500,
         "width_mult": 1.0,
+        "input_size": None,
         "population_size": 50,
         "calib_batches": 20,
     },
@@ -128,12 +145,20 @@ def resolve_plan(cfg: SearchConfig) -> SearchPlan:
     if cfg.budget not in BUDGETS:
         raise ValueError(f"unknown budget {cfg.budget!r}; expected one of {', '.join(BUDGETS)}")
     base = dict(BUDGETS[cfg.budget])
-    for name in ("supernet_epochs", "trials", "population_size", "calib_batches", "width_mult"):
+    for name in (
+        "supernet_epochs",
+        "trials",
+        "population_size",
+        "calib_batches",
+        "width_mult",
+        "input_size",
+    ):
         value = getattr(cfg, name)
         if value is not None:
             base[name] = value
-    if "width_mult" in cfg.space_options and cfg.width_mult is None:
-        base["width_mult"] = float(cfg.space_options["width_mult"])
+    for name in ("width_mult", "input_size"):
+        if name in cfg.space_options and getattr(cfg, name) is None:
+            base[name] = cfg.space_options[name]
     if base["trials"] < 1:
         raise ValueError(f"trials must be >= 1, got {base['trials']}")
     if base["population_size"] < 2:

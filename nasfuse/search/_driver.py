@@ -69,6 +69,7 @@ def _resolved(cfg: SearchConfig, plan: SearchPlan) -> SearchConfig:
         width_mult=plan.width_mult,
         population_size=plan.population_size,
         calib_batches=plan.calib_batches,
+        input_size=plan.input_size,
     )
 
 
@@ -87,9 +88,7 @@ def _check_resume(path: Path, resolved: SearchConfig) -> None:
         )
 
 
-def _supernet(
-    cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options: dict, resume: bool
-) -> Any:
+def _supernet(cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options: dict) -> Any:
     from nasfuse.training import SupernetTrainConfig, load_supernet, train_supernet
 
     if cfg.supernet:
@@ -108,6 +107,7 @@ def _supernet(
         seed=cfg.seed,
         eval_archs=2,
         eval_calib_batches=plan.calib_batches,
+        threads=cfg.threads,
     )
     print(f"supernet: training {plan.supernet_epochs} epochs -> {checkpoint}", flush=True)
     path = train_supernet(train_cfg, run_dir / SUPERNET_DIR, resume=checkpoint.is_file())
@@ -127,11 +127,19 @@ def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPla
         space,
         batch_size=1 if cfg.dataset == "digits" else 32,
         threads=1,
-        runs=10 if quick else 30,
-        rounds=2 if quick else 3,
+        warmup=3 if quick else 10,
+        runs=8 if quick else 30,
+        rounds=1 if quick else 3,
         network_runs=5 if quick else 10,
+        clock=cfg.latency_clock,
     )
-    table.calibrate(space, samples=6 if quick else 20, seed=cfg.seed, runs=10 if quick else None)
+    table.calibrate(
+        space,
+        samples=6 if quick else 20,
+        seed=cfg.seed,
+        runs=8 if quick else None,
+        rounds=1 if quick else None,
+    )
     table.save(path)
     return table
 
@@ -155,6 +163,8 @@ def run_search(
     from nasfuse.search._supernet_eval import SupernetCosts, SupernetEvaluator
 
     started = time.perf_counter()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     plan = resolve_plan(cfg)
     resolved = _resolved(cfg, plan)
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir(cfg)
@@ -172,11 +182,14 @@ def run_search(
     print(f"run directory: {run_dir}", flush=True)
 
     space_options = {**cfg.space_options, "width_mult": plan.width_mult}
-    supernet = _supernet(cfg, plan, run_dir, space_options, resume)
+    if plan.input_size is not None:
+        space_options["input_size"] = plan.input_size
+    supernet = _supernet(cfg, plan, run_dir, space_options)
     space = supernet.space
     table = _latency_table(cfg, space, run_dir, plan)
-    input_size = cfg.input_size or space.input_size
-    bundle = build_loaders(cfg.dataset, input_size, cfg.batch_size, cfg.data_dir, seed=cfg.seed)
+    bundle = build_loaders(
+        cfg.dataset, space.input_size, cfg.batch_size, cfg.data_dir, seed=cfg.seed
+    )
     if bundle.num_classes != supernet.num_classes:
         raise ValueError(
             f"the supernet has {supernet.num_classes} classes, {bundle.name} has {bundle.num_classes}"
