@@ -392,6 +392,24 @@ def test_ops_command_prints_params_and_flops_for_every_op(capsys):
     assert int(rows["cmgm"][1].replace(",", "")) == 22 * 16 * 16 + 14 * 16
 
 
+def test_ops_command_latency_names_the_device(capsys):
+    from nasfuse.runtime import default_device, device_name
+
+    argv = ["ops", "--channels", "8", "--size", "4", "--latency", "--runs", "3", "--warmup", "1"]
+    assert main([*argv, "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["op", "params", "MFLOPs", "latency_ms"]
+    rows = [line.split() for line in lines if line and line.split()[0] in ALL_OPS]
+    assert len(rows) == len(ALL_OPS) and all(float(row[3]) > 0 for row in rows)
+    assert torch.get_num_threads() == 1  # as timed (conftest), so the CPU name reads alike
+    assert lines[-1].endswith(f"on {device_name(default_device())}")
+
+
 def test_ops_command_refuses_bad_sizes(capsys):
     assert main(["ops", "--channels", "0"]) == 2
-    assert "nasfuse ops: error:" in capsys.readouterr().err
+    assert "nasfuse ops: error: add: channels must be" in capsys.readouterr().err
+    assert main(["ops", "--size", "0"]) == 2
+    assert "--size must be >= 1" in capsys.readouterr().err
+    assert main(["ops", "--latency", "--threads", "0"]) == 2
+    captured = capsys.readouterr()
+    assert "--threads must be >= 1" in captured.err and captured.out == ""

@@ -27,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--runs", type=int, default=30, help="timed runs with --latency")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up runs with --latency")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads while timing on the CPU (default: the current count; use 1 on a "
+        "busy shared machine)",
+    )
     parser.set_defaults(func=run_ops)
 
 
@@ -43,6 +50,8 @@ def run_ops(args: argparse.Namespace) -> int:
             raise ValueError(f"--{option} must be >= 1, got {getattr(args, option)}")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     measure_latency = None
     if args.latency:
         from nasfuse.latency import measure_latency
@@ -66,7 +75,12 @@ def run_ops(args: argparse.Namespace) -> int:
         row = f"{name:<10}{count_params(op):>12,}{count_flops(op, xs) / 1e6:>12.3f}"
         if measure_latency is not None:
             stats = measure_latency(
-                op, inputs=xs, device=default_device(), warmup=args.warmup, runs=args.runs
+                op,
+                inputs=xs,
+                device=default_device(),
+                warmup=args.warmup,
+                runs=args.runs,
+                threads=args.threads,
             )
             device_label = stats.device
             row += f"{stats.median_ms:>13.3f}"
