@@ -10,9 +10,12 @@ ever add time. The same run times the two reference paths, cmgm's plain softmax 
 prints the ratios. A last block splits dynconv's time into its parts, to show where it
 goes.
 
-Run (about 3-5 minutes on 2 CPU cores; cmgm's math path at 32x32 dominates):
+Run (about 3-7 minutes on 2 CPU cores; cmgm's math path at 32x32 dominates):
 
     python experiments/bench_ops.py
+
+On a CPU shared with other busy processes, elapsed times mostly measure their load; add
+``--clock thread`` to time the CPU time of the (single) timing thread instead.
 
 Targets (issue 2): dynconv within 2x of concat at the same size; cmgm's SDPA path no
 slower than the plain formula.
@@ -48,6 +51,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=8, help="timed runs per round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "thread"),
+        default="wall",
+        help="'thread': CPU time of the timing thread (needs --threads 1), for a busy shared CPU",
+    )
     parser.add_argument("--ops", nargs="*", default=None, help="default: every registered op")
     return parser.parse_args()
 
@@ -95,7 +104,8 @@ def main() -> int:
     print(f"machine: {device_name(device)}; torch {torch.__version__}; threads {args.threads}")
     print(
         f"K={args.inputs}, batch {args.batch}, eval, inference_mode; median of {args.runs} runs "
-        f"after {args.warmup} warm-up, lowest of {args.rounds} interleaved rounds; ms"
+        f"after {args.warmup} warm-up, lowest of {args.rounds} interleaved rounds; ms "
+        f"({'elapsed' if args.clock == 'wall' else 'CPU time of the timing thread'})"
     )
 
     variants: dict[str, tuple[str, dict]] = {name: (name, {}) for name in names}
@@ -114,7 +124,12 @@ def main() -> int:
         for round_index in range(args.rounds):
             for label, module in modules.items():
                 stats = measure_latency(
-                    module, inputs=xs, device=device, warmup=args.warmup, runs=args.runs
+                    module,
+                    inputs=xs,
+                    device=device,
+                    warmup=args.warmup,
+                    runs=args.runs,
+                    clock=args.clock,
                 )
                 table = results if label in results else parts
                 best = table.setdefault(label, {}).get((channels, size), float("inf"))

@@ -413,3 +413,6 @@ def test_ops_command_refuses_bad_sizes(capsys):
     assert main(["ops", "--latency", "--threads", "0"]) == 2
     captured = capsys.readouterr()
     assert "--threads must be >= 1" in captured.err and captured.out == ""
+    assert main(["ops", "--latency", "--clock", "thread", "--threads", "2"]) == 2
+    captured = capsys.readouterr()
+    assert "add --threads 1" in captured.err and captured.out == ""
