@@ -241,10 +241,11 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
             module.bias.data.copy_(torch.randn(shape, generator=generator) * 0.1)
 
 
-def reference_conv_bn(x: torch.Tensor, layers: nn.Sequential, stride: int) -> torch.Tensor:
+def reference_conv_bn(
+    x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, stride: int = 1, groups: int = 1
+) -> torch.Tensor:
     """``BN(conv(x))`` written out with the functional API and the layers' tensors."""
-    conv, bn = layers[0], layers[1]
-    y = F.conv2d(x, conv.weight, stride=stride, padding=conv.kernel_size[0] // 2)
+    y = F.conv2d(x, conv.weight, stride=stride, padding=conv.kernel_size[0] // 2, groups=groups)
     return F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
 
 
@@ -258,15 +259,21 @@ def test_hrnet_fuse_layer_equals_a_hand_written_hrnet_sum() -> None:
     originals = [x.clone() for x in xs]
 
     def down(x: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        chain = fuse.align[i][j]
+        # Each step: depthwise 3x3 stride 2 -> BN -> pointwise 1x1 -> BN, ReLU between steps.
+        convs = [m for m in fuse.align[i][j] if isinstance(m, nn.Conv2d)]
+        norms = [m for m in fuse.align[i][j] if isinstance(m, nn.BatchNorm2d)]
+        assert len(convs) == 2 * (i - j)
         for step in range(i - j):
-            x = reference_conv_bn(x, chain[3 * step : 3 * step + 2], stride=2)
+            depthwise, pointwise = convs[2 * step], convs[2 * step + 1]
+            x = reference_conv_bn(x, depthwise, norms[2 * step], stride=2, groups=x.shape[1])
+            x = reference_conv_bn(x, pointwise, norms[2 * step + 1])
             if step < i - j - 1:
                 x = F.relu(x)
         return x
 
     def up(x: torch.Tensor, i: int, j: int) -> torch.Tensor:
-        y = reference_conv_bn(x, fuse.align[i][j].project, stride=1)
+        project = fuse.align[i][j].project
+        y = reference_conv_bn(x, project[0], project[1])
         return F.interpolate(y, scale_factor=2 ** (j - i), mode="nearest")
 
     expected = []

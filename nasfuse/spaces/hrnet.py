@@ -161,13 +161,19 @@ class UpsampleAlign(nn.Module):
 
 
 def downsample_align(in_channels: int, out_channels: int, steps: int) -> nn.Sequential:
-    """``steps`` stride-2 ``3x3 conv-BN`` layers; ReLU between them, not after the last."""
+    """``steps`` stride-2 depthwise-separable ``3x3`` convs, as in Lite-HRNet's fuse layers.
+
+    Each step is ``depthwise 3x3 (stride 2) -> BN -> pointwise 1x1 -> BN``, widening to
+    ``out_channels`` in the last step; ReLU between steps, not after the last. HRNet's
+    full ``3x3`` convs here would hold half of the network's parameters.
+    """
     layers: list[nn.Module] = []
     for step in range(steps):
         last = step == steps - 1
         layers.extend(
-            conv_bn(in_channels, out_channels if last else in_channels, 3, stride=2, relu=not last)
+            conv_bn(in_channels, in_channels, 3, stride=2, relu=False, groups=in_channels)
         )
+        layers.extend(conv_bn(in_channels, out_channels if last else in_channels, 1, relu=not last))
     return nn.Sequential(*layers)
 
 
