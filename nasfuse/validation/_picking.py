@@ -1,0 +1,123 @@
+"""Choosing the architectures to validate: spread over the latency range, plus references.
+
+A uniformly random architecture mixes every op, so random samples crowd the middle of the
+latency range. :func:`pick_archs_by_latency` draws a broader pool (each pool member uses a
+random subset of the ops, from a single op up to all of them), predicts every member's
+latency, and picks the members nearest to evenly spaced latency targets from the pool's
+fastest to its slowest; the uniform references (all-add, all-aff, ...) come on top.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PickedArch", "mixed_random_arch", "pick_archs_by_latency"]
+
+
+@dataclass(frozen=True)
+class PickedArch:
+    """One architecture chosen for validation.
+
+    Attributes:
+        label: ``all-<op>`` for a uniform reference, ``spread-<i>`` (fastest first) otherwise.
+        arch: site -> op.
+        arch_hash: :func:`nasfuse.arch.arch_hash` of ``arch``.
+        latency_ms: predicted latency.
+    """
+
+    label: str
+    arch: dict[str, str] = field(repr=False)
+    arch_hash: str
+    latency_ms: float
+
+
+def mixed_random_arch(space: Any, rng: random.Random) -> dict[str, str]:
+    """A random architecture that uses a random subset of the space's ops.
+
+    A non-empty subset of all the ops the space offers is drawn (its size uniform), then
+    each site takes an op uniformly from its allowed ops within the subset, or from all its
+    allowed ops when the subset has none of them.
+    """
+    all_ops = sorted({op for site in space.sites.values() for op in site.ops})
+    subset = set(rng.sample(all_ops, rng.randint(1, len(all_ops))))
+    arch = {}
+    for name, site in space.sites.items():
+        choices = [op for op in site.ops if op in subset] or list(site.ops)
+        arch[name] = rng.choice(choices)
+    return arch
+
+
+def pick_archs_by_latency(
+    space: Any,
+    count: int,
+    latency_ms: Callable[[Mapping[str, str]], float],
+    include_ops: Sequence[str] = ("add", "aff"),
+    pool_size: int | None = None,
+    seed: int = 0,
+) -> list[PickedArch]:
+    """``count`` distinct architectures spread over the latency range, plus uniform ones.
+
+    Args:
+        space: the :class:`~nasfuse.spaces.SearchSpace`.
+        count: how many spread architectures (besides the uniform ones).
+        latency_ms: predicted latency of an architecture (e.g. ``LatencyTable.predict``).
+        include_ops: for each op, the architecture with that op at every site is added
+            (labelled ``all-<op>``), first in the list.
+        pool_size: random architectures drawn to pick from; default ``max(200, 20 * count)``.
+        seed: seeds the pool.
+
+    Returns:
+        The uniform references, then the spread picks from fastest to slowest; no
+        architecture twice.
+
+    Raises:
+        ValueError: an op of ``include_ops`` is not allowed at every site, or the pool
+            holds fewer than ``count`` distinct architectures besides the references.
+    """
+    from nasfuse.arch import arch_hash
+
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    picked: list[PickedArch] = []
+    taken: set[str] = set()
+    for op in dict.fromkeys(include_ops):
+        try:
+            arch = space.uniform_arch(op)
+        except ValueError as exc:
+            raise ValueError(f"cannot include all-{op}: {exc}") from exc
+        digest = arch_hash(arch)
+        picked.append(PickedArch(f"all-{op}", arch, digest, float(latency_ms(arch))))
+        taken.add(digest)
+    if count == 0:
+        return picked
+
+    rng = random.Random(seed)
+    pool: dict[str, tuple[float, dict[str, str]]] = {}
+    for _ in range(pool_size if pool_size is not None else max(200, 20 * count)):
+        arch = mixed_random_arch(space, rng)
+        digest = arch_hash(arch)
+        if digest not in taken and digest not in pool:
+            pool[digest] = (float(latency_ms(arch)), arch)
+    if len(pool) < count:
+        raise ValueError(
+            f"only {len(pool)} distinct architectures to pick {count} from in space "
+            f"{space.name!r}; ask for fewer (--archs) or a larger pool"
+        )
+    # Fastest first; equal latencies in hash order, so the picks do not depend on dict order.
+    ordered = sorted(pool.items(), key=lambda item: (item[1][0], item[0]))
+    fastest, slowest = ordered[0][1][0], ordered[-1][1][0]
+    available = list(range(len(ordered)))
+    for index in range(count):
+        target = (
+            (fastest + slowest) / 2
+            if count == 1
+            else fastest + (slowest - fastest) * index / (count - 1)
+        )
+        position = min(available, key=lambda i: (abs(ordered[i][1][0] - target), i))
+        available.remove(position)
+        digest, (latency, arch) = ordered[position]
+        picked.append(PickedArch(f"spread-{index:02d}", arch, digest, latency))
+    return picked

@@ -1,0 +1,377 @@
+"""``validate-supernet``: does the supernet rank architectures as training them would?
+
+For a run directory with a trained supernet, :func:`validate_supernet` picks architectures
+spread over the latency range (plus uniform references such as all-add and all-aff),
+scores each with the supernet's inherited weights after BatchNorm recalibration, trains
+each from scratch with one fixed short budget (Ray Tune trials, see
+:func:`~nasfuse.validation.train_standalone`), and compares the two rankings. Outputs in
+``<run>/validation/`` (or ``out_dir``):
+
+- ``validation.json``: every architecture with both scores, and the statistics;
+- ``tensorboard/``: the scatter image (supernet vs stand-alone accuracy) and the statistics;
+- ``standalone/``: the trainings, reused by a rerun (unless ``standalone_dir`` points
+  elsewhere, e.g. a cache shared by several validations of one space);
+- ``latency_table.json``: only if the run had no latency table and one had to be built.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasfuse.files import atomic_write_text
+from nasfuse.validation._picking import PickedArch, pick_archs_by_latency
+from nasfuse.validation._ranking import RankingStats, ranking_stats
+from nasfuse.validation._standalone import StandaloneJob, budget_key, train_standalone
+
+__all__ = [
+    "VALIDATION_FILE",
+    "ValidationConfig",
+    "ValidationResult",
+    "find_supernet",
+    "format_validation_table",
+    "validate_supernet",
+]
+
+VALIDATION_FILE = "validation.json"
+VALIDATION_FORMAT = "nasfuse-validation/1"
+LATENCY_TABLE_FILE = "latency_table.json"
+
+
+@dataclass
+class ValidationConfig:
+    """Settings of :func:`validate_supernet`.
+
+    Attributes:
+        archs: architectures spread over the latency range (the uniform ones come on top).
+        include_ops: ops whose uniform architecture (``all-<op>``) is always validated.
+        epochs: stand-alone training epochs (the same short budget for every architecture).
+        train_subset: stand-alone training on a fixed stratified subset of this many images
+            (None: the whole training split).
+        seed: seeds the picks and the stand-alone trainings.
+        top_k: k of the top-k precision; None: ``max(1, n // 4)`` of the n validated.
+        calib_batches: BatchNorm recalibration batches per supernet score.
+        pool_size: random architectures to pick the spread ones from; None: automatic.
+        retrain_options: other :class:`~nasfuse.training.RetrainConfig` fields of the
+            stand-alone budget (``lr``, ``batch_size``, ...).
+        standalone_dir: where the trainings live; None: ``<out>/standalone``.
+        ray_address: join this Ray cluster; None: start a local Ray.
+        num_cpus: CPUs of the local Ray (one training per CPU); None: all of this machine's.
+    """
+
+    archs: int = 10
+    include_ops: list[str] = field(default_factory=lambda: ["add", "aff"])
+    epochs: int = 5
+    train_subset: int | None = None
+    seed: int = 0
+    top_k: int | None = None
+    calib_batches: int = 20
+    pool_size: int | None = None
+    retrain_options: dict[str, Any] = field(default_factory=dict)
+    standalone_dir: str | None = None
+    ray_address: str | None = None
+    num_cpus: int | None = None
+
+
+@dataclass
+class ValidationResult:
+    """What :func:`validate_supernet` found (also in ``validation.json``)."""
+
+    path: Path
+    ranking: RankingStats
+    report: dict[str, Any]
+
+
+def find_supernet(run_dir: str | Path) -> Path:
+    """The supernet checkpoint of a run: ``<run>/supernet.pt`` (``train-supernet``) or
+    ``<run>/supernet/supernet.pt`` (``search``); a checkpoint file is returned as it is."""
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        return run_dir
+    for candidate in (run_dir / "supernet.pt", run_dir / "supernet" / "supernet.pt"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{run_dir}: no supernet checkpoint (looked for supernet.pt and supernet/supernet.pt); "
+        "train one with `nasfuse train-supernet --out DIR` or `nasfuse search`"
+    )
+
+
+def _latency_table(run_dir: Path, out_dir: Path, space: Any, dataset: str) -> tuple[Any, Path]:
+    """The run's latency table, else one in ``out_dir``, else a quickly built one saved there."""
+    from nasfuse.latency import LatencyTable
+
+    for path in (run_dir / LATENCY_TABLE_FILE, out_dir / LATENCY_TABLE_FILE):
+        if path.is_file():
+            return LatencyTable.load(path, space=space), path
+    path = out_dir / LATENCY_TABLE_FILE
+    print(f"latency: no table in {run_dir}; building one -> {path}", flush=True)
+    # Same batch size as a search's table: one image on digits, 32 on real datasets.
+    table = LatencyTable.load_or_build(
+        space,
+        batch_size=1 if dataset == "digits" else 32,
+        path=path,
+        calibrate=6,
+        threads=1,
+        runs=10,
+        rounds=2,
+        network_runs=5,
+    )
+    return table, path
+
+
+def _score_on_supernet(
+    supernet: Any, picks: Sequence[PickedArch], bundle: Any, calib_batches: int
+) -> list[tuple[float, float]]:
+    """``(accuracy after BN recalibration, accuracy with the supernet's own BN statistics)``."""
+    from tqdm import tqdm
+
+    from nasfuse.training import evaluate_arch, preserved_bn_stats
+
+    scores = []
+    for pick in tqdm(picks, desc="supernet scores", unit="arch"):
+        with preserved_bn_stats(supernet):
+            recalibrated = evaluate_arch(supernet, pick.arch, bundle, calib_batches)
+        # Outside the block the statistics are the trained supernet's again.
+        as_trained = evaluate_arch(supernet, pick.arch, bundle, recalibrate=False)
+        scores.append((recalibrated, as_trained))
+    return scores
+
+
+def _stats_or_none(first: Sequence[float], second: Sequence[float], k: int | None) -> Any:
+    return ranking_stats(first, second, k).to_dict() if len(first) >= 2 else None
+
+
+def validate_supernet(
+    run_dir: str | Path, cfg: ValidationConfig | None = None, out_dir: str | Path | None = None
+) -> ValidationResult:
+    """Compare the supernet's ranking of architectures with their stand-alone ranking.
+
+    Args:
+        run_dir: a run with a supernet (see :func:`find_supernet`) and, if present, a
+            ``latency_table.json``.
+        cfg: the settings; default :class:`ValidationConfig`.
+        out_dir: where the outputs go; default ``<run_dir>/validation``.
+
+    Returns:
+        :class:`ValidationResult`; ``report`` is what ``validation.json`` holds.
+
+    Raises:
+        FileNotFoundError: no supernet in ``run_dir``.
+        ValueError: an ``include_ops`` op not allowed everywhere, too few architectures.
+        RuntimeError: some stand-alone trainings failed (rerun to retry them).
+    """
+    from nasfuse.config import load_config
+    from nasfuse.data import build_loaders
+    from nasfuse.files import load_checkpoint
+    from nasfuse.runtime import default_device, device_name
+    from nasfuse.training import RetrainConfig, load_supernet
+
+    started = time.perf_counter()
+    cfg = cfg or ValidationConfig()
+    if cfg.archs < 0:
+        raise ValueError(f"archs must be >= 0, got {cfg.archs}")
+    run_dir = Path(run_dir)
+    supernet_path = find_supernet(run_dir)
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "validation"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trained = load_checkpoint(supernet_path, kind="supernet")
+    supernet_cfg: Mapping[str, Any] = trained.get("config", {})
+    dataset = str(trained.get("dataset") or supernet_cfg.get("dataset", "digits"))
+    data_dir = supernet_cfg.get("data_dir")
+    del trained
+    supernet = load_supernet(supernet_path)
+    space = supernet.space
+
+    table, table_path = _latency_table(run_dir, out_dir, space, dataset)
+    picks = pick_archs_by_latency(
+        space, cfg.archs, table.predict, cfg.include_ops, cfg.pool_size, cfg.seed
+    )
+    count = len(picks)
+    if cfg.top_k is not None and not 1 <= cfg.top_k <= count:
+        raise ValueError(f"top_k must be between 1 and {count} (the archs validated)")
+    print(
+        f"validating {count} architectures of {space.name} ({', '.join(p.label for p in picks)}); "
+        f"predicted latency {min(p.latency_ms for p in picks):.3f} to "
+        f"{max(p.latency_ms for p in picks):.3f} ms on {table.device}",
+        flush=True,
+    )
+
+    bundle = build_loaders(
+        dataset,
+        input_size=space.input_size,
+        batch_size=int(supernet_cfg.get("batch_size", 64)),
+        data_dir=data_dir,
+        seed=int(supernet_cfg.get("seed", 0)),
+    )
+    scoring_started = time.perf_counter()
+    supernet_scores = _score_on_supernet(supernet, picks, bundle, cfg.calib_batches)
+    scoring_seconds = time.perf_counter() - scoring_started
+
+    retrain_cfg = load_config(
+        RetrainConfig,
+        None,
+        {
+            "dataset": dataset,
+            "data_dir": data_dir,
+            **cfg.retrain_options,
+            "epochs": cfg.epochs,
+            "train_subset": cfg.train_subset,
+            "seed": cfg.seed,
+            "threads": 1,
+            "progress": False,
+        },
+    )
+    standalone_dir = Path(cfg.standalone_dir) if cfg.standalone_dir else out_dir / "standalone"
+    training_started = time.perf_counter()
+    jobs = [StandaloneJob.of(pick.arch, cfg.seed) for pick in picks]
+    trained_metrics = train_standalone(
+        space, jobs, retrain_cfg, standalone_dir, cfg.ray_address, cfg.num_cpus
+    )
+    training_seconds = time.perf_counter() - training_started
+
+    entries = []
+    for pick, job, (recalibrated, as_trained) in zip(picks, jobs, supernet_scores, strict=True):
+        metrics = trained_metrics[job]
+        entries.append(
+            {
+                "label": pick.label,
+                "arch_hash": pick.arch_hash,
+                "latency_ms": pick.latency_ms,
+                "supernet_acc": recalibrated,
+                "supernet_acc_no_recalibration": as_trained,
+                "standalone_test_acc": float(metrics["test_acc"]),
+                "standalone_val_acc": float(metrics["val_acc"]),
+                "params": int(metrics["params"]),
+                "flops": int(metrics["flops"]),
+                "train_wall_time_s": float(metrics.get("wall_time_s", math.nan)),
+                "arch": dict(pick.arch),
+            }
+        )
+    supernet_acc = [e["supernet_acc"] for e in entries]
+    test_acc = [e["standalone_test_acc"] for e in entries]
+    stats = ranking_stats(supernet_acc, test_acc, cfg.top_k)
+    report: dict[str, Any] = {
+        "format": VALIDATION_FORMAT,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "run_dir": str(run_dir.resolve()),
+        "supernet": str(supernet_path.resolve()),
+        "space": space.name,
+        "space_options": dict(space.options),
+        "space_hash": space.hash,
+        "dataset": dataset,
+        "supernet_training": {
+            key: supernet_cfg.get(key)
+            for key in ("sampler", "epochs", "seed", "train_subset", "batch_size", "lr")
+        },
+        "standalone_budget": {
+            "epochs": retrain_cfg.epochs,
+            "train_subset": retrain_cfg.train_subset,
+            "seed": retrain_cfg.seed,
+            "batch_size": retrain_cfg.batch_size,
+            "lr": retrain_cfg.lr,
+            "options": dict(cfg.retrain_options),
+            "budget_key": budget_key(space, retrain_cfg),
+            "dir": str(standalone_dir.resolve()),
+        },
+        "latency": {
+            "source": "table",
+            "path": str(table_path.resolve()),
+            "device": table.device,
+            "batch_size": table.batch_size,
+        },
+        "calib_batches": cfg.calib_batches,
+        "metric_pair": "supernet_acc (val, BN recalibrated) vs standalone_test_acc",
+        "ranking": stats.to_dict(),
+        "ranking_without_recalibration": _stats_or_none(
+            [e["supernet_acc_no_recalibration"] for e in entries], test_acc, stats.top_k
+        ),
+        "ranking_against_standalone_val": _stats_or_none(
+            supernet_acc, [e["standalone_val_acc"] for e in entries], stats.top_k
+        ),
+        "archs": entries,
+        "wall_time_s": {
+            "supernet_scoring": round(scoring_seconds, 2),
+            "standalone_training": round(training_seconds, 2),
+            # Sum over the trainings' own wall times (also those reused from earlier runs).
+            "standalone_trainings_sum": round(sum(e["train_wall_time_s"] for e in entries), 2),
+            "total": round(time.perf_counter() - started, 2),
+        },
+        "machine": device_name(default_device()),
+        "config": asdict(cfg),
+    }
+    path = out_dir / VALIDATION_FILE
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    _write_tensorboard(out_dir / "tensorboard", report)
+    return ValidationResult(path=path, ranking=stats, report=report)
+
+
+def _write_tensorboard(log_dir: Path, report: Mapping[str, Any]) -> None:
+    """Scatter image, statistics as scalars, and the table as text."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from nasfuse.validation.plots import ChartSeries, chart_image
+
+    entries = report["archs"]
+    ranking = report["ranking"]
+    title = (
+        f"{report['space']}: supernet vs stand-alone accuracy, Kendall tau "
+        f"{_number(ranking['kendall_tau'])}, Spearman rho {_number(ranking['spearman_rho'])}"
+    )
+    image = chart_image(
+        [
+            ChartSeries(
+                "",
+                [e["supernet_acc"] for e in entries],
+                [e["standalone_test_acc"] for e in entries],
+                labels=[e["label"].replace("spread-", "") for e in entries],
+            )
+        ],
+        title=title,
+        x_label="supernet accuracy (val, inherited weights, BN recalibrated)",
+        y_label="stand-alone test accuracy",
+    )
+    with SummaryWriter(str(log_dir)) as writer:
+        writer.add_image("validation/supernet_vs_standalone", image, 0, dataformats="HWC")
+        for key in ("kendall_tau", "spearman_rho", "top_k_precision"):
+            if ranking[key] is not None:
+                writer.add_scalar(f"validation/{key}", ranking[key], 0)
+        writer.add_text("validation/table", format_validation_table(report), 0)
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_validation_table(report: Mapping[str, Any]) -> str:
+    """A markdown table of ``validation.json``: one row per architecture, then the statistics."""
+    lines = [
+        "| arch | hash | latency (ms) | supernet acc | supernet acc, no BN recal. | "
+        "stand-alone test acc | params |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for entry in sorted(report["archs"], key=lambda e: e["latency_ms"]):
+        lines.append(
+            f"| {entry['label']} | {entry['arch_hash'][:8]} | {entry['latency_ms']:.3f} | "
+            f"{entry['supernet_acc']:.4f} | {entry['supernet_acc_no_recalibration']:.4f} | "
+            f"{entry['standalone_test_acc']:.4f} | {entry['params']:,} |"
+        )
+    ranking = report["ranking"]
+    without = report.get("ranking_without_recalibration") or {}
+    lines += [
+        "",
+        f"Kendall τ {_number(ranking['kendall_tau'])} (p {_number(ranking['kendall_p'], 3)}), "
+        f"Spearman ρ {_number(ranking['spearman_rho'])}, top-{ranking['top_k']} precision "
+        f"{_number(ranking['top_k_precision'], 2)} over {ranking['count']} architectures; "
+        f"without BN recalibration τ {_number(without.get('kendall_tau'))}. "
+        f"Latency predicted by the table measured on {report['latency']['device']}.",
+    ]
+    return "\n".join(lines)

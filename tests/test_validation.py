@@ -1,0 +1,223 @@
+"""nasfuse.validation: rank statistics, the picks over the latency range, and one small
+end-to-end ``validate-supernet`` on the tiny ResNet space (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from nasfuse.arch import arch_hash
+from nasfuse.spaces import load_space
+from nasfuse.validation import (
+    StandaloneJob,
+    budget_key,
+    default_top_k,
+    mixed_random_arch,
+    pick_archs_by_latency,
+    ranking_stats,
+    top_k_indices,
+    top_k_precision,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+# ------------------------------------------------------------------ rank statistics
+def test_identical_ranking_gives_one_and_reversed_gives_minus_one() -> None:
+    scores = [0.91, 0.42, 0.77, 0.63, 0.55]
+    same = ranking_stats(scores, [s * 2 + 1 for s in scores])
+    assert same.kendall_tau == pytest.approx(1.0)
+    assert same.spearman_rho == pytest.approx(1.0)
+    reversed_ = ranking_stats(scores, [-s for s in scores])
+    assert reversed_.kendall_tau == pytest.approx(-1.0)
+    assert reversed_.spearman_rho == pytest.approx(-1.0)
+    assert reversed_.top_k_precision == 0.0
+
+
+def test_one_swapped_pair_out_of_four_gives_tau_two_thirds() -> None:
+    # 6 pairs, 1 discordant: tau = (5 - 1) / 6.
+    result = ranking_stats([1, 2, 3, 4], [1, 2, 4, 3])
+    assert result.kendall_tau == pytest.approx(4 / 6)
+    # rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60.
+    assert result.spearman_rho == pytest.approx(0.8)
+
+
+def test_top_k_precision_counts_the_overlap_of_the_two_top_sets() -> None:
+    supernet = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]  # top 3: indices 0, 1, 2
+    standalone = [0.95, 0.1, 0.9, 0.2, 0.85, 0.3]  # top 3: indices 0, 2, 4
+    assert top_k_precision(supernet, standalone, 3) == pytest.approx(2 / 3)
+    assert top_k_precision(supernet, standalone, 1) == 1.0
+    assert top_k_precision(supernet, standalone, 6) == 1.0
+    result = ranking_stats(supernet, standalone, k=3)
+    assert result.top_k == 3 and result.top_k_precision == pytest.approx(2 / 3)
+
+
+def test_top_k_ties_break_by_position_and_k_defaults_to_a_quarter() -> None:
+    assert top_k_indices([0.5, 0.7, 0.7, 0.1], 2) == [1, 2]
+    assert top_k_indices([0.5, 0.7, 0.7, 0.1], 1) == [1]
+    assert [default_top_k(n) for n in (2, 4, 7, 8, 12)] == [1, 1, 1, 2, 3]
+    assert ranking_stats(list(range(12)), list(range(12))).top_k == 3
+
+
+def test_statistics_agree_with_scipy_on_random_scores_with_ties() -> None:
+    rng = random.Random(3)
+    first = [round(rng.random(), 1) for _ in range(15)]
+    second = [round(rng.random(), 1) for _ in range(15)]
+    result = ranking_stats(first, second)
+    assert result.kendall_tau == pytest.approx(stats.kendalltau(first, second).statistic)
+    assert result.spearman_rho == pytest.approx(stats.spearmanr(first, second).statistic)
+
+
+def test_constant_scores_give_nan_and_json_safe_none() -> None:
+    result = ranking_stats([0.5, 0.5, 0.5], [0.1, 0.2, 0.3])
+    assert math.isnan(result.kendall_tau)
+    assert result.to_dict()["kendall_tau"] is None
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "k"),
+    [([1.0], [1.0], None), ([1.0, 2.0], [1.0], None), ([1.0, 2.0], [2.0, 1.0], 3)],
+)
+def test_bad_inputs_are_refused(first: list[float], second: list[float], k: int | None) -> None:
+    with pytest.raises(ValueError):
+        ranking_stats(first, second, k)
+
+
+# ------------------------------------------------------------------ picking
+def _resnet20_with_fake_latency() -> tuple[object, dict[str, float]]:
+    space = load_space("resnet20")
+    # A made-up additive latency: each op has a cost, so all-add is the fastest arch.
+    cost = {
+        op: 1.0 + i * 0.5
+        for i, op in enumerate(sorted({o for s in space.sites.values() for o in s.ops}))
+    }
+    cost["add"] = 0.1
+    return space, cost
+
+
+def test_picks_cover_the_latency_range_include_references_and_never_repeat() -> None:
+    space, cost = _resnet20_with_fake_latency()
+
+    def latency(arch: dict[str, str]) -> float:
+        return sum(cost[op] for op in arch.values())
+
+    picks = pick_archs_by_latency(space, 10, latency, include_ops=("add", "aff"), seed=1)
+    assert [p.label for p in picks[:2]] == ["all-add", "all-aff"]
+    assert picks[0].arch == space.uniform_arch("add")
+    assert picks[1].arch == space.uniform_arch("aff")
+    assert len(picks) == 12
+    assert len({p.arch_hash for p in picks}) == 12
+    assert all(p.arch_hash == arch_hash(p.arch) for p in picks)
+    # The spread picks run from the pool's fastest to its slowest (references aside).
+    pool_rng = random.Random(1)
+    references = {arch_hash(space.uniform_arch(op)) for op in ("add", "aff")}
+    pool_archs = [mixed_random_arch(space, pool_rng) for _ in range(200)]
+    pool = [latency(a) for a in pool_archs if arch_hash(a) not in references]
+    spread = [p.latency_ms for p in picks[2:]]
+    assert spread == sorted(spread)
+    assert spread[0] == pytest.approx(min(pool)) and spread[-1] == pytest.approx(max(pool))
+    gaps = [b - a for a, b in zip(spread, spread[1:], strict=False)]
+    assert max(gaps) < (max(pool) - min(pool)) / 3  # no big hole in the middle
+
+
+def test_picks_are_reproducible_by_seed() -> None:
+    space, cost = _resnet20_with_fake_latency()
+
+    def latency(arch: dict[str, str]) -> float:
+        return sum(cost[op] for op in arch.values())
+
+    first = [p.arch_hash for p in pick_archs_by_latency(space, 5, latency, seed=4)]
+    again = [p.arch_hash for p in pick_archs_by_latency(space, 5, latency, seed=4)]
+    other = [p.arch_hash for p in pick_archs_by_latency(space, 5, latency, seed=5)]
+    assert first == again and first != other
+
+
+def test_an_op_not_allowed_everywhere_cannot_be_a_reference() -> None:
+    space = load_space(FIXTURES / "tiny_hrnet.yaml")  # concat only where H*W <= 64
+    with pytest.raises(ValueError, match="all-concat"):
+        pick_archs_by_latency(space, 2, lambda arch: 1.0, include_ops=("add", "concat"))
+
+
+def test_a_pool_too_small_is_refused() -> None:
+    space = load_space(FIXTURES / "tiny_resnet.yaml")  # 3 sites x 2 ops = 8 archs
+    with pytest.raises(ValueError, match="distinct architectures"):
+        pick_archs_by_latency(space, 7, lambda arch: 1.0, include_ops=("add", "concat"))
+
+
+def test_budget_key_ignores_seed_and_threads_but_not_epochs() -> None:
+    from nasfuse.training import RetrainConfig
+
+    space = load_space(FIXTURES / "tiny_resnet.yaml")
+    base = budget_key(space, RetrainConfig(epochs=3))
+    assert budget_key(space, RetrainConfig(epochs=3, seed=7, threads=1)) == base
+    assert budget_key(space, RetrainConfig(epochs=4)) != base
+    arch = space.uniform_arch("add")
+    assert StandaloneJob.of(arch, 1) == StandaloneJob.of(dict(arch), 1)
+    assert StandaloneJob.of(arch, 1) != StandaloneJob.of(arch, 2)
+
+
+# ------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_validate_supernet_end_to_end_on_the_tiny_space(tmp_path: Path) -> None:
+    from nasfuse.cli import main
+    from nasfuse.training import SupernetTrainConfig, train_supernet
+
+    run = tmp_path / "run"
+    train_supernet(
+        SupernetTrainConfig(
+            space=str(FIXTURES / "tiny_resnet.yaml"),
+            epochs=3,
+            train_subset=512,
+            warmup_epochs=0,
+            eval_archs=0,
+            threads=1,
+            progress=False,
+        ),
+        run,
+    )
+    argv = [
+        "validate-supernet", "--run", str(run), "--archs", "3", "--epochs", "4",
+        "--train-subset", "512", "--include", "add,concat", "--num-cpus", "2",
+        "--calib-batches", "4", "warmup_epochs=0", "lr=0.1",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((run / "validation" / "validation.json").read_text())
+    entries = report["archs"]
+    assert len(entries) == 3 + 2
+    assert {e["label"] for e in entries} >= {"all-add", "all-concat"}
+    assert len({e["arch_hash"] for e in entries}) == 5
+    for entry in entries:
+        assert 0.0 <= entry["supernet_acc"] <= 1.0
+        assert 0.0 <= entry["standalone_test_acc"] <= 1.0
+        assert entry["arch_hash"] == arch_hash(entry["arch"])
+        metrics_dir = (
+            Path(report["standalone_budget"]["dir"])
+            / report["standalone_budget"]["budget_key"]
+            / f"{entry['arch_hash']}-s0"
+        )
+        saved = json.loads((metrics_dir / "metrics.json").read_text())
+        assert saved["test_acc"] == entry["standalone_test_acc"] and saved["epochs"] == 4
+    supernet_acc = [e["supernet_acc"] for e in entries]
+    standalone = [e["standalone_test_acc"] for e in entries]
+    tau = report["ranking"]["kendall_tau"]
+    expected = stats.kendalltau(supernet_acc, standalone).statistic
+    if math.isnan(expected):
+        assert tau is None
+    else:
+        assert -1.0 <= tau <= 1.0 and tau == pytest.approx(expected)
+    assert report["ranking"]["count"] == 5 and report["ranking"]["top_k"] == 1
+    assert report["ranking"]["top_k_precision"] == top_k_precision(supernet_acc, standalone, 1)
+    assert list((run / "validation" / "tensorboard").glob("events.out.tfevents.*"))
+
+    # A rerun trains nothing again: the trainings' files are left untouched.
+    stamps = {
+        p: p.stat().st_mtime_ns for p in (run / "validation" / "standalone").rglob("metrics.json")
+    }
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
