@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["register"]
 
 
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
+def _add_training_options(parser: argparse.ArgumentParser, overrides_help: str) -> None:
     """Flags shared by train-supernet and retrain (None: keep the config's value)."""
     parser.add_argument(
         "--dataset",
@@ -51,7 +51,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="config overrides, e.g. weight_decay=1e-4 opt=adamw (see the config classes)",
+        help=overrides_help,
     )
 
 
@@ -232,7 +232,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sampler", choices=["uniform", "fair"], default=None, help="path sampler (uniform)"
     )
-    _add_training_options(parser)
+    _add_training_options(
+        parser, "config overrides, e.g. weight_decay=1e-4 opt=adamw eval_archs=0 (given together)"
+    )
     parser.set_defaults(func=_train_supernet)
 
     parser = subparsers.add_parser(
@@ -248,7 +250,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--init", choices=["scratch", "supernet"], default=None, help="initial weights (scratch)"
     )
     parser.add_argument("--supernet", default=None, help="supernet.pt for --init supernet")
-    _add_training_options(parser)
+    _add_training_options(
+        parser, "config overrides right after ARCH, e.g. ARCH weight_decay=1e-4 --epochs 5"
+    )
     parser.set_defaults(func=_retrain)
 
     parser = subparsers.add_parser(
