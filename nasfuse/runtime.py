@@ -42,4 +42,5 @@ def device_name(device: str | torch.device | None = None) -> str:
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{_cpu_model()} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu:{_cpu_model()} ({threads} thread{'s' if threads != 1 else ''})"
