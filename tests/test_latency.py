@@ -77,7 +77,7 @@ def test_measure_sets_and_restores_the_thread_count() -> None:
     other = 2 if before == 1 else 1
     stats = measure_latency(nn.Identity(), (2, 3), warmup=0, runs=2, threads=other)
     assert stats.threads == other
-    assert f"({other} threads)" in stats.device
+    assert f"({other} thread" in stats.device
     assert torch.get_num_threads() == before
 
 
@@ -195,28 +195,45 @@ def test_prediction_refuses_an_unknown_op_or_missing_site(tiny_space, tiny_table
         tiny_table.predict(arch)
 
 
-def test_sites_of_one_shape_share_measurements(tiny_space, monkeypatch) -> None:
-    measured: list[tuple] = []
+@pytest.mark.parametrize("method", ["isolated", "network"])
+def test_sites_of_one_shape_share_measurements(tiny_space, monkeypatch, method) -> None:
+    measured: list[str] = []
 
-    def fake_measure(model, input_shape=None, inputs=None, **options):
-        first = inputs(torch.device("cpu"))[0] if callable(inputs) else inputs
-        first = first if isinstance(first, torch.Tensor) else first[0]
-        measured.append((type(model).__name__, tuple(first.shape)))
+    def fake_measure(model, input_shape=None, inputs=None, warmup=0, runs=1, **options):
+        value = inputs(torch.device("cpu")) if callable(inputs) else inputs
+        for _ in range(warmup + runs):
+            model(value)  # the network method reads the timers the calls fill
+        first = value if isinstance(value, torch.Tensor) else value[0]
+        measured.append(type(model).__name__)
         return LatencyStats(
-            1.0, 0.9, 1.1, 1.0, 1, first.shape[0], tuple(first.shape), "cpu:fake", 1
+            1.0, 0.9, 1.1, 1.0, runs, first.shape[0], tuple(first.shape), "cpu:x", 1
         )
 
     monkeypatch.setattr(table_module, "measure_latency", fake_measure)
-    table = LatencyTable.build(tiny_space, batch_size=2, **FAST)
-    distinct = {}
+    table = LatencyTable.build(tiny_space, batch_size=2, method=method, **FAST)
+    distinct: dict[tuple, set] = {}
     for site in tiny_space.sites.values():
         key = (site.channels, site.num_inputs, site.height, site.width)
         distinct.setdefault(key, set()).update(site.ops)
-    expected_ops = sum(len(ops) for ops in distinct.values())
+    expected_entries = sum(len(ops) for ops in distinct.values())
     assert len(distinct) < len(tiny_space.sites), "the fixture should repeat a site shape"
-    assert table.measurement["op_entries"] == expected_ops
-    # one call per (shape, op) entry plus one for the reference network
-    assert len(measured) == expected_ops + 1
+    assert table.measurement["op_entries"] == expected_entries
+    if method == "isolated":
+        # one measurement per (shape, op) entry plus one for the reference network
+        assert len(measured) == expected_entries + 1
+    else:
+        # one network per op, whatever the number of sites and shapes
+        all_ops = {op for site in tiny_space.sites.values() for op in site.ops}
+        assert len(measured) == len(all_ops) == table.measurement["measurements"]
+
+
+def test_network_entries_account_for_the_reference_network(tiny_space, tiny_table) -> None:
+    """With in-network timing the base is the add network less its timed fusion ops."""
+    add_network = tiny_table.reference["networks"]["add"]
+    assert tiny_table.base_ms == pytest.approx(
+        add_network["measured_ms"] - add_network["fusion_ms"]
+    )
+    assert 0 < add_network["fusion_ms"] < add_network["measured_ms"]
 
 
 def test_table_file_round_trip_and_refusals(tiny_space, tiny_table, tmp_path) -> None:
