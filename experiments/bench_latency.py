@@ -7,7 +7,8 @@ seed; calibration archs excluded) and prints median absolute % error, the share 
 measurement of a few validation archs gives the measurement noise to compare the errors
 with. Results go to ``<out>/bench_latency.json`` and the table to ``<out>/table.json``.
 
-Run (about 10-12 minutes on a quiet 2-core CPU with the defaults):
+Run (about 12 minutes on this 2-core CPU with the defaults; ``--clock thread`` measures
+CPU time of the measuring thread instead of latency, for a machine busy with other work):
 
     python experiments/bench_latency.py
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -38,15 +40,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--calibrate", type=int, default=20, help="calibration archs")
+    parser.add_argument("--calibrate", type=int, default=12, help="calibration archs")
     parser.add_argument("--validate", type=int, default=30, help="fresh validation archs")
     parser.add_argument("--calibration-seed", type=int, default=0)
     parser.add_argument("--validation-seed", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per op and round")
+    parser.add_argument("--method", choices=("network", "isolated"), default="network")
     parser.add_argument(
-        "--network-runs", type=int, default=10, help="timed runs per network and round"
+        "--runs", type=int, default=30, help="timed runs per op and round (isolated)"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument(
+        "--network-runs", type=int, default=3, help="timed runs per network and round"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs per measurement")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "thread"),
+        default="wall",
+        help="wall: latency (default); thread: CPU time of the measuring thread (busy machines)",
+    )
     parser.add_argument(
         "--noise-archs", type=int, default=8, help="validation archs measured twice"
     )
@@ -61,7 +73,8 @@ def main() -> int:
     print(
         f"space {space.name} ({len(space.sites)} sites, hash {space.hash}), input "
         f"{space.input_size}x{space.input_size}, batch {args.batch_size}; torch {torch.__version__}, "
-        f"python {platform.python_version()}, {args.threads} thread(s)"
+        f"python {platform.python_version()}, {args.threads} thread(s), clock {args.clock}, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     table = LatencyTable.build(
         space,
@@ -70,6 +83,9 @@ def main() -> int:
         runs=args.runs,
         rounds=args.rounds,
         network_runs=args.network_runs,
+        warmup=args.warmup,
+        method=args.method,
+        clock=args.clock,
     )
     build_seconds = table.measurement["build_seconds"]
     print(
@@ -110,9 +126,10 @@ def main() -> int:
             threads=args.threads,
             runs=args.network_runs,
             rounds=args.rounds,
-            warmup=table.measurement["warmup"],
+            warmup=args.warmup,
             progress=True,
             desc="re-measure",
+            clock=args.clock,
         )
         noise = latency_errors(again, measured[: args.noise_archs])
         print(
@@ -134,6 +151,8 @@ def main() -> int:
         "device": table.device,
         "torch": torch.__version__,
         "threads": args.threads,
+        "clock": args.clock,
+        "load_average_end": os.getloadavg(),
         "space": space.name,
         "space_hash": space.hash,
         "input_size": space.input_size,

@@ -81,9 +81,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--runs", type=int, default=30, help="timed runs per op and round (default 30)"
     )
     build.add_argument(
-        "--network-runs", type=int, default=10, help="timed runs per network and round (default 10)"
+        "--network-runs", type=int, default=5, help="timed runs per network and round (default 5)"
     )
-    build.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    build.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    build.add_argument(
+        "--warmup", type=int, default=2, help="untimed runs per measurement (default 2)"
+    )
+    build.add_argument(
+        "--method",
+        choices=("network", "isolated"),
+        default="network",
+        help="time ops inside per-op networks (default) or alone at each site's shape",
+    )
     build.add_argument(
         "--channels-last", action="store_true", help="measure in channels_last memory format"
     )
@@ -144,6 +153,8 @@ def _build(args: argparse.Namespace) -> int:
         runs=args.runs,
         rounds=args.rounds,
         network_runs=args.network_runs,
+        warmup=args.warmup,
+        method=args.method,
         clock=args.clock,
     )
     print(

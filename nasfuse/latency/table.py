@@ -191,7 +191,7 @@ def measure_archs(
     threads: int | None = None,
     warmup: int = 3,
     runs: int = 10,
-    rounds: int = 3,
+    rounds: int = 2,
     channels_last: bool = False,
     dtype: torch.dtype = torch.float32,
     num_classes: int = 10,
@@ -215,6 +215,169 @@ def measure_archs(
     return _measure_interleaved(
         jobs, rounds, runs, warmup, target, threads, channels_last, progress, desc, clock
     )
+
+
+def _reference_arch(
+    sites: Mapping[str, Mapping[str, Any]], entries: Mapping[str, Mapping[str, float]]
+) -> dict[str, str]:
+    """``add`` at every site that allows it, else the site's cheapest op."""
+    return {
+        name: "add"
+        if "add" in info["ops"]
+        else min(info["ops"], key=lambda op, k=info["shape"]: entries[k][op])
+        for name, info in sites.items()
+    }
+
+
+def _fallback_op(site_info: Mapping[str, Any]) -> str:
+    """The op a per-op network uses at a site that does not allow that op."""
+    return "add" if "add" in site_info["ops"] else site_info["ops"][0]
+
+
+def _isolated_entries(
+    shape_ops: Mapping[str, Sequence[str]],
+    batch_size: int,
+    runs: int,
+    dtype: torch.dtype,
+    **options: Any,
+) -> dict[str, dict[str, float]]:
+    """Each op timed alone on K random ``(B, C, H, W)`` inputs: shape -> op -> ms."""
+    jobs: list[tuple[nn.Module, ModelInputs]] = []
+    labels: list[tuple[str, str]] = []
+    for key, ops in shape_ops.items():
+        channels, num_inputs, height, width = _parse_shape_key(key)
+        shape = (batch_size, channels, height, width)
+
+        def make_inputs(
+            dev: torch.device, shape: tuple[int, ...] = shape, k: int = num_inputs
+        ) -> list[torch.Tensor]:
+            return [torch.randn(shape, dtype=dtype, device=dev) for _ in range(k)]
+
+        for op in ops:
+            jobs.append((create_op(op, channels, num_inputs).to(dtype), make_inputs))
+            labels.append((key, op))
+    medians = _measure_interleaved(jobs, runs=runs, desc="ops", **options)
+    entries: dict[str, dict[str, float]] = {key: {} for key in shape_ops}
+    for (key, op), median in zip(labels, medians, strict=True):
+        entries[key][op] = median
+    return entries
+
+
+class _TimedFusion(nn.Module):
+    """A fusion op that logs the time of every call, in ms, where it sits in a network.
+
+    On CUDA it records a pair of events per call (read after the final synchronisation);
+    on the CPU it reads the clock before and after.
+    """
+
+    def __init__(self, op: nn.Module, device: torch.device, clock: str) -> None:
+        super().__init__()
+        self.op = op
+        self.on_cuda = device.type == "cuda"
+        self.now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
+        self.calls: list[Any] = []
+
+    def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self.on_cuda:
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            out = self.op(xs)
+            end.record()
+            self.calls.append((start, end))
+            return out
+        start_ns = self.now()
+        out = self.op(xs)
+        self.calls.append((self.now() - start_ns) / 1e6)
+        return out
+
+    def times_ms(self) -> list[float]:
+        """The logged times (ms); on CUDA, call after synchronising."""
+        return [c if isinstance(c, float) else c[0].elapsed_time(c[1]) for c in self.calls]
+
+
+def _network_entries(
+    space: Any,
+    sites: Mapping[str, Mapping[str, Any]],
+    batch_size: int,
+    device: torch.device,
+    threads: int | None,
+    warmup: int,
+    runs: int,
+    rounds: int,
+    channels_last: bool,
+    dtype: torch.dtype,
+    num_classes: int,
+    progress: bool,
+    clock: str,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Entries timed inside the network: one network per op, a timer around each site.
+
+    Returns:
+        ``entries`` (shape -> op -> ms, the mean over the sites of that shape of each
+        site's median time) and, per op, the network's end-to-end median and the sum of
+        its sites' times (``measured_ms``, ``fusion_ms``).
+    """
+    all_ops: list[str] = []
+    for info in sites.values():
+        all_ops.extend(op for op in info["ops"] if op not in all_ops)
+    example = _network_input(space, batch_size, dtype)
+    networks = []
+    for op in all_ops:
+        arch = {
+            name: op if op in info["ops"] else _fallback_op(info) for name, info in sites.items()
+        }
+        timers: dict[str, _TimedFusion] = {}
+
+        def make_fusion(site: Any, arch: dict[str, str] = arch, timers: dict = timers) -> nn.Module:
+            timer = _TimedFusion(
+                create_op(arch[site.name], site.channels, site.num_inputs), device, clock
+            )
+            timers[site.name] = timer
+            return timer
+
+        model = space.build(make_fusion, num_classes, space.in_chans).to(dtype)
+        networks.append((op, arch, model, timers))
+
+    site_times: dict[tuple[str, str], list[float]] = {}
+    network_medians: dict[str, list[float]] = {op: [] for op in all_ops}
+    with tqdm(total=rounds * len(networks), desc="networks", disable=not progress) as bar:
+        for _ in range(rounds):
+            for op, arch, model, timers in networks:
+                for timer in timers.values():
+                    timer.calls.clear()
+                stats = measure_latency(
+                    model,
+                    device=device,
+                    warmup=warmup,
+                    runs=runs,
+                    channels_last=channels_last,
+                    threads=threads,
+                    inputs=example,
+                    clock=clock,
+                )
+                network_medians[op].append(stats.median_ms)
+                for name, timer in timers.items():
+                    timed = timer.times_ms()[warmup:]  # the warm-up calls come first
+                    site_times.setdefault((name, arch[name]), []).extend(timed)
+                bar.update()
+
+    per_shape: dict[str, dict[str, list[float]]] = {}
+    for (name, op), times in site_times.items():
+        per_shape.setdefault(sites[name]["shape"], {}).setdefault(op, []).append(
+            statistics.median(times)
+        )
+    entries = {
+        key: {op: statistics.fmean(values) for op, values in ops.items()}
+        for key, ops in per_shape.items()
+    }
+    summary = {}
+    for op, arch, _, _ in networks:
+        fusion = sum(entries[sites[name]["shape"]][arch[name]] for name in sites)
+        summary[op] = {
+            "measured_ms": statistics.median(network_medians[op]),
+            "fusion_ms": fusion,
+        }
+    return entries, summary
 
 
 class LatencyTable:
@@ -292,15 +455,23 @@ class LatencyTable:
         threads: int | None = None,
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
-        warmup: int = 10,
+        warmup: int = 2,
         runs: int = 30,
-        rounds: int = 3,
-        network_runs: int = 10,
+        rounds: int = 2,
+        network_runs: int = 5,
         num_classes: int = 10,
         progress: bool = True,
         clock: str = "wall",
+        method: str = "network",
     ) -> LatencyTable:
         """Measure every (shape, op) entry and the base of ``space``.
+
+        ``method="network"`` (default) times each op where it runs: for every op, the
+        network with that op at every site that allows it (``add`` elsewhere) is run with a
+        timer around each fusion module, so an entry includes the cache state and dispatch
+        cost of the real network; one network per op. ``method="isolated"`` times each op
+        alone on random inputs of the site's shape, one measurement per (shape, op). Both
+        share an entry among the sites of one shape (the mean of their times).
 
         Args:
             space: the :class:`~nasfuse.spaces.SearchSpace`.
@@ -309,14 +480,15 @@ class LatencyTable:
             threads: torch threads during measurement (CPU); default the current count.
             channels_last: measure in ``torch.channels_last`` memory format.
             dtype: parameter and input dtype.
-            warmup: untimed runs before each op measurement.
-            runs: timed runs per op and round.
+            warmup: untimed runs before each measurement.
+            runs: timed runs per op and round (``method="isolated"``).
             rounds: interleaved rounds (each entry is the median of its round medians).
-            network_runs: timed runs per round for the end-to-end reference network.
+            network_runs: timed runs per network and round.
             num_classes: classifier width of the networks measured end to end.
             progress: show tqdm progress bars.
             clock: ``"wall"`` or ``"thread"`` (see :func:`measure_latency`); recorded in
                 the key, and used again by :meth:`calibrate` and :meth:`validate`.
+            method: ``"network"`` or ``"isolated"``, see above.
         """
         started = time.perf_counter()
         target = torch.device(device) if device is not None else default_device()
@@ -331,49 +503,41 @@ class LatencyTable:
             known = shape_ops.setdefault(key, [])
             known.extend(op for op in site.ops if op not in known)
 
-        jobs: list[tuple[nn.Module, ModelInputs]] = []
-        labels: list[tuple[str, str]] = []
-        for key, ops in shape_ops.items():
-            channels, num_inputs, height, width = _parse_shape_key(key)
-            shape = (batch_size, channels, height, width)
-
-            def make_inputs(
-                dev: torch.device, shape: tuple[int, ...] = shape, k: int = num_inputs
-            ) -> list[torch.Tensor]:
-                return [torch.randn(shape, dtype=dtype, device=dev) for _ in range(k)]
-
-            for op in ops:
-                jobs.append((create_op(op, channels, num_inputs).to(dtype), make_inputs))
-                labels.append((key, op))
-        medians = _measure_interleaved(
-            jobs, rounds, runs, warmup, target, used_threads, channels_last, progress, "ops", clock
-        )
-        entries: dict[str, dict[str, float]] = {key: {} for key in shape_ops}
-        for (key, op), median in zip(labels, medians, strict=True):
-            entries[key][op] = median
-
-        # The base: a reference network (add wherever allowed, else the cheapest op) minus
-        # its entries.
-        reference_arch = {
-            site_name: "add"
-            if "add" in info["ops"]
-            else min(info["ops"], key=lambda op, k=info["shape"]: entries[k][op])
-            for site_name, info in sites.items()
+        options = {
+            "batch_size": batch_size,
+            "device": target,
+            "threads": used_threads,
+            "warmup": warmup,
+            "rounds": rounds,
+            "channels_last": channels_last,
+            "dtype": dtype,
+            "progress": progress,
+            "clock": clock,
         }
-        (reference_ms,) = measure_archs(
-            space,
-            [reference_arch],
-            batch_size=batch_size,
-            device=target,
-            threads=used_threads,
-            warmup=warmup,
-            runs=network_runs,
-            rounds=rounds,
-            channels_last=channels_last,
-            dtype=dtype,
-            num_classes=num_classes,
-            clock=clock,
-        )
+        if method == "isolated":
+            entries = _isolated_entries(shape_ops, runs=runs, **options)
+            reference_arch = _reference_arch(sites, entries)
+            (reference_ms,) = measure_archs(
+                space, [reference_arch], runs=network_runs, num_classes=num_classes, **options
+            )
+            networks: dict[str, dict[str, float]] = {}
+            measurements = sum(len(ops) for ops in shape_ops.values()) + 1
+        elif method == "network":
+            entries, networks = _network_entries(
+                space, sites, runs=network_runs, num_classes=num_classes, **options
+            )
+            # the add network: add wherever allowed, the site's first op elsewhere
+            reference_arch = {name: _fallback_op(info) for name, info in sites.items()}
+            if "add" in networks:  # the add network is the reference
+                reference_ms = networks["add"]["measured_ms"]
+            else:
+                (reference_ms,) = measure_archs(
+                    space, [reference_arch], runs=network_runs, num_classes=num_classes, **options
+                )
+            measurements = len(networks)
+        else:
+            raise ValueError(f"method must be 'network' or 'isolated', got {method!r}")
+
         entries_sum = sum(entries[sites[s]["shape"]][op] for s, op in reference_arch.items())
         ops_used = sorted(set(reference_arch.values()))
         table = cls(
@@ -403,7 +567,9 @@ class LatencyTable:
                 "rounds": rounds,
                 "network_runs": network_runs,
                 "num_classes": num_classes,
-                "op_entries": len(jobs),
+                "method": method,
+                "op_entries": sum(len(ops) for ops in entries.values()),
+                "measurements": measurements,
                 "sites": len(sites),
                 "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
                     timespec="seconds"
@@ -414,6 +580,7 @@ class LatencyTable:
                 "ops": ops_used,
                 "measured_ms": reference_ms,
                 "entries_sum_ms": entries_sum,
+                "networks": networks,
             },
         )
         return table
@@ -480,9 +647,9 @@ class LatencyTable:
             batch_size=self.batch_size,
             device=self._torch_device(),
             threads=self.threads,
-            warmup=int(self.measurement.get("warmup", 10)),
-            runs=runs if runs is not None else int(self.measurement.get("network_runs", 10)),
-            rounds=rounds if rounds is not None else int(self.measurement.get("rounds", 3)),
+            warmup=int(self.measurement.get("warmup", 2)),
+            runs=runs if runs is not None else int(self.measurement.get("network_runs", 5)),
+            rounds=rounds if rounds is not None else int(self.measurement.get("rounds", 2)),
             channels_last=bool(self.key["channels_last"]),
             dtype=getattr(torch, self.key["dtype"]),
             num_classes=int(self.measurement.get("num_classes", 10)),
