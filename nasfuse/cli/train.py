@@ -217,7 +217,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a single-path supernet (uniform or fair sampling)",
         description="Train a supernet: each step trains one sampled path. Writes "
         "config.yaml, supernet.pt (every epoch) and TensorBoard curves in tb/. "
-        "Defaults: hrnet_lite on digits, 30 epochs, batch 64, SGD lr 0.05 cosine; "
+        "Defaults: hrnet_lite on digits, 30 epochs, batch 32, SGD lr 0.05 cosine; "
         "out dir runs/supernet-<space>-<dataset>.",
     )
     parser.add_argument("--space", default=None, help="space name or YAML file (hrnet_lite)")
@@ -242,7 +242,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train an exported architecture and score it on the test split",
         description="Train the network of an arch file from scratch or from supernet "
         "weights; writes model.pt, metrics.json, config.yaml and tb/. Defaults: digits, "
-        "20 epochs, batch 64, SGD lr 0.05 cosine; out dir "
+        "15 epochs, batch 32, SGD lr 0.05 cosine; out dir "
         "runs/retrain-<arch>-<hash>-<dataset>.",
     )
     parser.add_argument("arch", type=Path, help="architecture YAML file")

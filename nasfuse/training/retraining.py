@@ -46,7 +46,7 @@ METRICS_FILE = "metrics.json"
 class RetrainConfig(TrainingConfig):
     """Retraining: the shared hyperparameters, and where the weights start.
 
-    Defaults: digits, 20 epochs, batch 64, SGD lr 0.05 cosine (see
+    Defaults: digits, 15 epochs, batch 32, SGD lr 0.05 cosine (see
     :class:`~nasfuse.training._loop.TrainingConfig`).
 
     Attributes:
@@ -55,7 +55,7 @@ class RetrainConfig(TrainingConfig):
         supernet: a ``supernet.pt`` checkpoint, needed with ``init: supernet``.
     """
 
-    epochs: int = 20
+    epochs: int = 15
     init: Literal["scratch", "supernet"] = "scratch"
     supernet: str | None = None
 

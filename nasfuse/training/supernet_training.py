@@ -39,7 +39,7 @@ class SupernetTrainConfig(TrainingConfig):
     """Supernet training: the space, the path sampler, and the shared hyperparameters.
 
     Defaults: hrnet_lite on digits, 30 epochs, uniform sampling, and the
-    :class:`~nasfuse.training._loop.TrainingConfig` defaults (batch 64, SGD lr 0.05, cosine).
+    :class:`~nasfuse.training._loop.TrainingConfig` defaults (batch 32, SGD lr 0.05, cosine).
 
     Attributes:
         space: a shipped space's name or a space YAML file.
