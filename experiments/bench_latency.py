@@ -118,7 +118,7 @@ def main() -> int:
 
     noise = None
     if args.noise_archs:
-        archs = result["archs"][: args.noise_archs]
+        archs = [table.decode_arch(line) for line in result["archs"][: args.noise_archs]]
         again = measure_archs(
             space,
             archs,

@@ -29,7 +29,7 @@ import json
 import random
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +154,13 @@ def _measure_interleaved(
     progress: bool,
     desc: str,
     clock: str = "wall",
+    after_each: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Median latency (ms) of each job, measured in ``rounds`` interleaved passes.
 
     A burst of load from another process then lands on a few runs of many jobs rather
     than on every run of one job; each job's latency is the median of its round medians.
+    ``after_each(index)`` runs after every measurement of job ``index``.
     """
     medians: list[list[float]] = [[] for _ in jobs]
     with tqdm(total=rounds * len(jobs), desc=desc, disable=not progress, unit="meas") as bar:
@@ -175,6 +177,8 @@ def _measure_interleaved(
                     clock=clock,
                 )
                 medians[index].append(stats.median_ms)
+                if after_each is not None:
+                    after_each(index)
                 bar.update()
     return [statistics.median(values) for values in medians]
 
@@ -339,27 +343,28 @@ def _network_entries(
         networks.append((op, arch, model, timers))
 
     site_times: dict[tuple[str, str], list[float]] = {}
-    network_medians: dict[str, list[float]] = {op: [] for op in all_ops}
-    with tqdm(total=rounds * len(networks), desc="networks", disable=not progress) as bar:
-        for _ in range(rounds):
-            for op, arch, model, timers in networks:
-                for timer in timers.values():
-                    timer.calls.clear()
-                stats = measure_latency(
-                    model,
-                    device=device,
-                    warmup=warmup,
-                    runs=runs,
-                    channels_last=channels_last,
-                    threads=threads,
-                    inputs=example,
-                    clock=clock,
-                )
-                network_medians[op].append(stats.median_ms)
-                for name, timer in timers.items():
-                    timed = timer.times_ms()[warmup:]  # the warm-up calls come first
-                    site_times.setdefault((name, arch[name]), []).extend(timed)
-                bar.update()
+
+    def collect(index: int) -> None:
+        _, arch, _, timers = networks[index]
+        for name, timer in timers.items():
+            timed = timer.times_ms()[warmup:]  # the warm-up calls come first
+            site_times.setdefault((name, arch[name]), []).extend(timed)
+            timer.calls.clear()
+
+    jobs = [(model, example) for _, _, model, _ in networks]
+    network_ms = _measure_interleaved(
+        jobs,
+        rounds,
+        runs,
+        warmup,
+        device,
+        threads,
+        channels_last,
+        progress,
+        "networks",
+        clock,
+        after_each=collect,
+    )
 
     per_shape: dict[str, dict[str, list[float]]] = {}
     for (name, op), times in site_times.items():
@@ -371,12 +376,9 @@ def _network_entries(
         for key, ops in per_shape.items()
     }
     summary = {}
-    for op, arch, _, _ in networks:
+    for (op, arch, _, _), measured in zip(networks, network_ms, strict=True):
         fusion = sum(entries[sites[name]["shape"]][arch[name]] for name in sites)
-        summary[op] = {
-            "measured_ms": statistics.median(network_medians[op]),
-            "fusion_ms": fusion,
-        }
+        summary[op] = {"measured_ms": measured, "fusion_ms": fusion}
     return entries, summary
 
 
@@ -614,6 +616,17 @@ class LatencyTable:
         raw = self.predict_raw(arch)
         return self.scale * raw + self.offset_ms if calibrated else raw
 
+    def encode_arch(self, arch: Mapping[str, str]) -> str:
+        """``arch`` as one line for the table file: its ops in the order of :attr:`sites`."""
+        return " ".join(arch[site] for site in self.sites)
+
+    def decode_arch(self, line: str) -> dict[str, str]:
+        """The inverse of :meth:`encode_arch`."""
+        ops = line.split()
+        if len(ops) != len(self.sites):
+            raise ValueError(f"an encoded arch needs {len(self.sites)} ops, got {len(ops)}")
+        return dict(zip(self.sites, ops, strict=True))
+
     # -- calibration and validation ----------------------------------------------------
     def _measure_sample(
         self,
@@ -701,7 +714,7 @@ class LatencyTable:
             "after": latency_errors(scale * raw + offset, meas),
             "measured_ms": [float(value) for value in meas],
             "raw_ms": [float(value) for value in raw],
-            "archs": [dict(arch) for arch in archs],
+            "archs": [self.encode_arch(arch) for arch in archs],
         }
         return self.calibration
 
@@ -720,7 +733,10 @@ class LatencyTable:
         the calibrated and of the raw prediction, each architecture's predicted and
         measured ms) is stored in :attr:`validation` and returned.
         """
-        exclude = {_arch_signature(arch) for arch in (self.calibration or {}).get("archs", [])}
+        exclude = {
+            _arch_signature(self.decode_arch(arch))
+            for arch in (self.calibration or {}).get("archs", [])
+        }
         archs, measured = self._measure_sample(
             space, samples, random.Random(seed), exclude, progress, "validate", runs, rounds
         )
@@ -735,7 +751,7 @@ class LatencyTable:
             "calibrated": self.calibration is not None,
             "predicted_ms": predicted,
             "measured_ms": measured,
-            "archs": [dict(arch) for arch in archs],
+            "archs": [self.encode_arch(arch) for arch in archs],
             "validated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"
             ),
