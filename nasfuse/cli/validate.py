@@ -31,6 +31,7 @@ def _validate_supernet(args: argparse.Namespace) -> int:
         standalone_dir=str(args.standalone_dir) if args.standalone_dir else None,
         ray_address=args.ray_address,
         num_cpus=args.num_cpus,
+        gpus_per_training=args.gpus_per_training,
     )
     result = validate_supernet(args.run, cfg, args.out)
     print(format_validation_table(result.report))
@@ -99,6 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster")
     parser.add_argument(
         "--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)"
+    )
+    parser.add_argument(
+        "--gpus-per-training",
+        type=float,
+        default=0.0,
+        help="GPUs (or a share, e.g. 0.5) each stand-alone training asks Ray for",
     )
     parser.add_argument(
         "overrides",

@@ -99,6 +99,7 @@ def train_standalone(
     ray_address: str | None = None,
     num_cpus: int | None = None,
     cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
 ) -> dict[StandaloneJob, dict[str, Any]]:
     """Retrain every job from scratch as one Ray Tune trial each; reuse finished ones.
 
@@ -111,6 +112,7 @@ def train_standalone(
         ray_address: join this Ray cluster; None: a local Ray with ``num_cpus`` CPUs.
         num_cpus: CPUs of the local Ray (None: all of this machine's).
         cpus_per_trial: CPUs each trial asks Ray for.
+        gpus_per_trial: GPUs (or a share of one) each trial asks Ray for.
 
     Returns:
         job -> the ``metrics.json`` of its training (``test_acc``, ``val_acc``, ``params``,
@@ -147,7 +149,7 @@ def train_standalone(
             budget_dir / "ray",
             ray_address,
             num_cpus,
-            cpus_per_trial,
+            {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
         )
     results: dict[StandaloneJob, dict[str, Any]] = {}
     missing = []
@@ -172,7 +174,7 @@ def _run_trials(
     storage_dir: Path,
     ray_address: str | None,
     num_cpus: int | None,
-    cpus_per_trial: float,
+    resources: dict[str, float],
 ) -> None:
     """One Ray Tune trial per ``(job_dir, seed)``, as many at once as Ray has CPUs for."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -185,7 +187,7 @@ def _run_trials(
     with local_ray(ray_address, num_cpus):
         trainable = tune.with_resources(
             tune.with_parameters(_standalone_trial, retrain_settings=settings),
-            {"cpu": cpus_per_trial},
+            {name: amount for name, amount in resources.items() if amount},
         )
         tuner = tune.Tuner(
             trainable,

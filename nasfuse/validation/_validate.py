@@ -63,6 +63,7 @@ class ValidationConfig:
         standalone_dir: where the trainings live; None: ``<out>/standalone``.
         ray_address: join this Ray cluster; None: start a local Ray.
         num_cpus: CPUs of the local Ray (one training per CPU); None: all of this machine's.
+        gpus_per_training: GPUs (or a share) each stand-alone training asks Ray for.
     """
 
     archs: int = 10
@@ -77,6 +78,7 @@ class ValidationConfig:
     standalone_dir: str | None = None
     ray_address: str | None = None
     num_cpus: int | None = None
+    gpus_per_training: float = 0.0
 
 
 @dataclass
@@ -234,7 +236,13 @@ def validate_supernet(
     training_started = time.perf_counter()
     jobs = [StandaloneJob.of(pick.arch, cfg.seed) for pick in picks]
     trained_metrics = train_standalone(
-        space, jobs, retrain_cfg, standalone_dir, cfg.ray_address, cfg.num_cpus
+        space,
+        jobs,
+        retrain_cfg,
+        standalone_dir,
+        cfg.ray_address,
+        cfg.num_cpus,
+        gpus_per_trial=cfg.gpus_per_training,
     )
     training_seconds = time.perf_counter() - training_started
 

@@ -85,7 +85,7 @@ def chart_image(
         for y, e in zip(s.ys, s.errors or [0.0] * len(s.ys), strict=True)
         for sign in (-1, 1)
     ]
-    draw.text((left, 10), title, fill="black")
+    draw.text((left, 4), title, fill="black")
     if not xs:
         draw.text((left, top + 10), "no data", fill="black")
         return np.asarray(image)
@@ -108,7 +108,7 @@ def chart_image(
         draw.line([left - 4, py, left, py], fill="black")
         draw.text((6, py - 6), f"{y:.4g}", fill="black")
     draw.text(((width - len(x_label) * 6) // 2, height - 20), x_label, fill="black")
-    draw.text((6, top - 16), y_label, fill="black")
+    draw.text((6, top - 14), y_label, fill="black")
     if diagonal:
         low, high = max(x_lo, y_lo), min(x_hi, y_hi)
         if low < high:
