@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,11 @@ def _load_cfg(cls: type, args: argparse.Namespace, out: Path | None, flags: dict
     return load_config(cls, config_file, overrides)
 
 
+def _is_main_process() -> bool:
+    """Under torchrun only rank 0 prints the summary (every rank runs the handler)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _space_label(space: str) -> str:
     return Path(space).stem if space.endswith((".yaml", ".yml")) else space
 
@@ -105,6 +111,8 @@ def _train_supernet(args: argparse.Namespace) -> int:
         if space_options:
             cfg.space_options = {**cfg.space_options, **space_options}
     path = train_supernet(cfg, out, resume=args.resume)
+    if not _is_main_process():
+        return 0
     print(f"supernet: {path}")
     print(f"tensorboard --logdir {out / 'tb'}")
     return 0
@@ -124,6 +132,8 @@ def _retrain(args: argparse.Namespace) -> int:
         if args.resume and args.config is None and (out / "config.yaml").is_file():
             cfg = _load_cfg(RetrainConfig, args, out, flags)
     metrics = retrain(args.arch, cfg, out, resume=args.resume)
+    if not _is_main_process():
+        return 0
     print(
         f"test accuracy {metrics['test_acc']:.4f} (val {metrics['val_acc']:.4f}) on "
         f"{metrics['dataset']}, {metrics['params']:,} params, {metrics['flops'] / 1e6:.2f} MFLOPs, "
