@@ -6,6 +6,7 @@ The Ray Tune searches themselves are in tests/test_search_e2e.py (marked slow).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,29 @@ def test_supernet_param_table_matches_extracted_networks(fixtures_dir: str) -> N
         arch = supernet.sample_arch(rng)
         expected = count_params(supernet.extract(arch))
         assert shared + sum(table[s][op] for s, op in arch.items()) == expected
+
+
+def test_storage_urls_and_journal_files(tmp_path: Path) -> None:
+    import optuna
+
+    from nasfuse.search._study import open_storage, storage_url
+
+    assert storage_url(tmp_path, None) == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    assert storage_url(tmp_path, "postgresql://db/x") == "postgresql://db/x"
+    journal = open_storage(str(tmp_path / "study.log"))
+    assert isinstance(journal, optuna.storages.JournalStorage)
+    study = optuna.create_study(
+        storage=journal, study_name="s", directions=["maximize", "minimize"]
+    )
+    study.tell(study.ask(), [0.5, 1.0])
+    reopened = optuna.load_study(study_name="s", storage=open_storage(str(tmp_path / "study.log")))
+    assert reopened.best_trials[0].values == [0.5, 1.0]
+
+
+def test_export_refuses_a_directory_without_a_study(tmp_path: Path) -> None:
+    from nasfuse.search import export_run
+
+    with pytest.raises(FileNotFoundError, match="no Optuna study"):
+        export_run(tmp_path)
+    with pytest.raises(ValueError, match="pick rule"):
+        export_run(tmp_path, pick="fastest")

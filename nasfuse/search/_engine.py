@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,6 +188,9 @@ def search_architectures(
 
         searcher._listeners.append(advance)
 
+    # Ray warns when the define-by-run space takes over a second: here that time is the
+    # storage writing one parameter per site (72 for hrnet_lite), expected and harmless.
+    warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
     try:
         if searcher.counted_trials < n_trials:
             with local_ray(ray_address, num_cpus):
