@@ -74,7 +74,7 @@ class SearchConfig:
     concurrency: int | None = None
     supernet: str | None = None
     calib_batches: int | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     input_size: int | None = None
     threads: int | None = None
     seed: int = 0
@@ -109,7 +109,7 @@ class SearchPlan:
 
 
 # Sized on the 2-core CPU this project is developed on, with digits (1,077 training images,
-# 16 steps per epoch at batch 64). hrnet_lite's supernet needs on the order of 100+ steps
+# 33 steps per epoch at batch 32). hrnet_lite's supernet needs on the order of 100+ steps
 # before random paths score above chance, so quick buys epochs with a narrow net (0.25)
 # at 16x16 input (digits are 8x8 images), about 4x cheaper per step than 32x32.
 BUDGETS: dict[str, dict[str, Any]] = {

@@ -123,23 +123,16 @@ def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPla
         return LatencyTable.load(path, space=space)
     quick = plan.budget == "quick"
     print(f"latency: building the table of {space.name} -> {path}", flush=True)
+    # Quick: fewer timed runs, one round; otherwise the table's own defaults.
+    light = {"runs": 10, "rounds": 1} if quick else {}
     table = LatencyTable.build(
         space,
         batch_size=1 if cfg.dataset == "digits" else 32,
         threads=1,
-        warmup=3 if quick else 10,
-        runs=8 if quick else 30,
-        rounds=1 if quick else 3,
-        network_runs=5 if quick else 10,
         clock=cfg.latency_clock,
+        **light,
     )
-    table.calibrate(
-        space,
-        samples=6 if quick else 20,
-        seed=cfg.seed,
-        runs=8 if quick else None,
-        rounds=1 if quick else None,
-    )
+    table.calibrate(space, samples=6 if quick else 20, seed=cfg.seed, **light)
     table.save(path)
     return table
 
