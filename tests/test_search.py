@@ -6,6 +6,7 @@ The Ray Tune searches themselves are in tests/test_search_e2e.py (marked slow).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,64 @@ def test_export_refuses_a_directory_without_a_study(tmp_path: Path) -> None:
         export_run(tmp_path)
     with pytest.raises(ValueError, match="pick rule"):
         export_run(tmp_path, pick="fastest")
+
+
+@pytest.mark.parametrize("sampler_name", ["nsga2", "tpe", "random"])
+def test_searcher_budget_dedup_and_constraints_without_ray(sampler_name: str) -> None:
+    """Drive FusionSearcher by hand: every suggestion is new and feasible, the budget holds."""
+    import optuna
+    from ray.tune.search import Searcher
+
+    from nasfuse.arch import arch_hash
+    from nasfuse.search import FusionSearcher, make_sampler
+
+    sites = {"a": ["add", "concat"], "b": ["add", "concat"], "c": ["add", "concat"]}
+    costs = SyntheticCosts(["add", "concat"])  # latency 1 ms + 1 per concat
+    told: list[optuna.trial.FrozenTrial] = []
+    searcher = FusionSearcher(
+        sites=sites,
+        costs=costs,
+        n_trials=12,
+        sampler=make_sampler(sampler_name, seed=0, population_size=4),
+        study_name="unit",
+        storage=optuna.storages.InMemoryStorage(),
+        constraints=Constraints(max_latency_ms=3.0),  # 3 concats (4 ms) is infeasible
+        listeners=[told.append],
+    )
+    evaluated: list[str] = []
+    for step in range(100):
+        config = searcher.suggest(f"trial{step}")
+        if config == Searcher.FINISHED:
+            break
+        assert isinstance(config, dict)
+        assert config["predicted_latency_ms"] <= 3.0
+        evaluated.append(config["arch_hash"])
+        assert config["arch_hash"] == arch_hash(config["arch"])
+        result = {
+            "status": "evaluated",
+            "accuracy": 0.5,
+            "latency_ms": config["predicted_latency_ms"],
+        }
+        if step == 1:
+            result = {
+                "status": "failed",
+                "accuracy": float("nan"),
+                "latency_ms": 1.0,
+                "error": "boom",
+            }
+        searcher.on_trial_complete(f"trial{step}", result)
+    assert searcher.counted_trials == 12 == len(told)
+    assert len(evaluated) == len(set(evaluated))
+    statuses = Counter(t.user_attrs["status"] for t in searcher.study.get_trials())
+    assert sum(statuses.values()) == 12
+    failures = [t for t in searcher.study.get_trials() if t.user_attrs["status"] == "failed"]
+    # One evaluation failed; a repeat of that architecture fails again without evaluation.
+    assert [t.user_attrs.get("duplicate_of") for t in failures][0] is None
+    assert all(t.user_attrs["duplicate_of"] == failures[0].number for t in failures[1:])
+    assert all(t.params == failures[0].params and t.user_attrs["error"] == "boom" for t in failures)
+    assert statuses["evaluated"] == len(evaluated) - 1
+    for trial in searcher.study.get_trials():
+        if trial.user_attrs["status"] == "infeasible":
+            assert trial.params == {"a": "concat", "b": "concat", "c": "concat"}
+            assert trial.constraints["latency_ms"] > 0
+    assert all(t.user_attrs["status"] != "infeasible" for t in searcher.study.best_trials)

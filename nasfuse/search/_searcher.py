@@ -9,7 +9,8 @@ made in ``suggest`` and ``on_trial_complete``:
   NSGA-II, TPE and ``Study.best_trials`` respect) and sentinel objectives
   (accuracy 0, its predicted latency), and never reaches a Ray trial;
 - an architecture evaluated before (same :func:`nasfuse.arch.arch_hash`) is told its cached
-  values at once; one being evaluated right now waits for that evaluation's result;
+  values at once (or failed again, with the first failure's error, if its evaluation
+  failed); one being evaluated right now waits for that evaluation's result;
 - the trial budget lives here: ``suggest`` returns ``Searcher.FINISHED`` once the study
   holds the requested number of counted trials (see :mod:`nasfuse.search._study`),
   so Ray Tune runs with ``num_samples=-1`` and a resumed search stops at exactly that count;
@@ -126,11 +127,17 @@ class FusionSearcher(OptunaSearch):
         self._check_study(space_hash)
         self._fail_interrupted_trials()
         self._cache: dict[str, tuple[list[float], int, dict[str, Any]]] = {}
+        self._failed: dict[str, tuple[int, str]] = {}  # arch hash -> (trial number, error)
         self._n_counted = 0
         for trial in self._ot_study.get_trials(deepcopy=False):
             status = trial.user_attrs.get("status")
             if status in COUNTED_STATUSES:
                 self._n_counted += 1
+            if status == "failed" and "duplicate_of" not in trial.user_attrs:
+                self._failed[trial.user_attrs["arch_hash"]] = (
+                    trial.number,
+                    str(trial.user_attrs.get("error", "")),
+                )
             if status == "evaluated" and trial.state == TrialState.COMPLETE:
                 self._cache[trial.user_attrs["arch_hash"]] = (
                     list(trial.values),
@@ -228,6 +235,10 @@ class FusionSearcher(OptunaSearch):
                 values, original, extra = self._cache[key]
                 self._tell(ot_trial, "cached", values, {"duplicate_of": original, **extra})
                 continue
+            if key in self._failed:
+                original, error = self._failed[key]
+                self._tell(ot_trial, "failed", None, {"duplicate_of": original, "error": error})
+                continue
             if key in self._in_flight:
                 self._waiting.setdefault(key, []).append(ot_trial)
                 continue
@@ -278,6 +289,7 @@ class FusionSearcher(OptunaSearch):
             )
             attrs = {"error": str(message)[:2000], "traceback": result.get("traceback")}
             self._tell(ot_trial, "failed", None, attrs)
+            self._failed[key] = (ot_trial.number, attrs["error"])
             for repeat in waiting:
                 self._tell(repeat, "failed", None, {"duplicate_of": ot_trial.number, **attrs})
             self._completed_trials.add(trial_id)
