@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from nasfuse.config import parse_overrides
-from nasfuse.latency import LatencyTable, format_errors, latency_errors, measure_archs
+from nasfuse.latency import LatencyTable, format_errors, latency_errors
 from nasfuse.spaces import load_space
 
 TARGETS = {"median_abs_pct_error": 5.0, "within_10pct": 0.9, "kendall_tau": 0.8}
@@ -60,7 +61,13 @@ def parse_args() -> argparse.Namespace:
         help="wall: latency (default); thread: CPU time of the measuring thread (busy machines)",
     )
     parser.add_argument(
-        "--noise-archs", type=int, default=8, help="validation archs measured twice"
+        "--separate",
+        action="store_true",
+        help="measure the calibration sample, then the validation sample (default: both "
+        "interleaved in one shuffled pass)",
+    )
+    parser.add_argument(
+        "--noise-archs", type=int, default=6, help="validation archs measured twice"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/latency/bench"))
     return parser.parse_args()
@@ -94,46 +101,54 @@ def main() -> int:
         f"{table.reference['measured_ms']:.2f} ms on {table.device}"
     )
 
-    calibration_started = time.perf_counter()
-    record = table.calibrate(space, samples=args.calibrate, seed=args.calibration_seed)
-    calibration_seconds = time.perf_counter() - calibration_started
-    print(
-        f"calibrated on {args.calibrate} archs in {calibration_seconds:.0f} s: scale "
-        f"{record['scale']:.3f}, offset {record['offset_ms']:+.2f} ms; in-sample "
-        f"{format_errors(record['before'])} before, {format_errors(record['after'])} after"
+    calibration_archs = table.sample_archs(
+        space, args.calibrate, random.Random(args.calibration_seed)
     )
-
-    validation_started = time.perf_counter()
-    result = table.validate(space, samples=args.validate, seed=args.validation_seed)
-    validation_seconds = time.perf_counter() - validation_started
+    validation_archs = table.sample_archs(
+        space, args.validate, random.Random(args.validation_seed), exclude=calibration_archs
+    )
+    measuring_started = time.perf_counter()
+    if args.separate:
+        calibration_ms = table.measure(space, calibration_archs, desc="calibrate")
+        table.fit_calibration(calibration_archs, calibration_ms, seed=args.calibration_seed)
+        validation_ms = table.measure(space, validation_archs, desc="validate")
+    else:
+        # Both samples in one interleaved pass, in shuffled order: a change of the
+        # machine's load during the run then shifts both alike instead of separating them.
+        both = calibration_archs + validation_archs
+        order = list(range(len(both)))
+        random.Random(args.validation_seed + 1).shuffle(order)
+        shuffled_ms = table.measure(space, [both[i] for i in order], desc="calibrate+validate")
+        measured_both = [0.0] * len(both)
+        for position, index in enumerate(order):
+            measured_both[index] = shuffled_ms[position]
+        calibration_ms = measured_both[: args.calibrate]
+        validation_ms = measured_both[args.calibrate :]
+    measuring_seconds = time.perf_counter() - measuring_started
+    record = table.fit_calibration(calibration_archs, calibration_ms, seed=args.calibration_seed)
+    print(
+        f"calibrated on {args.calibrate} archs: scale {record['scale']:.3f}, offset "
+        f"{record['offset_ms']:+.2f} ms; in-sample {format_errors(record['before'])} before, "
+        f"{format_errors(record['after'])} after"
+    )
+    result = table.score(validation_archs, validation_ms, seed=args.validation_seed)
     table.save(args.out / "table.json")
     measured = result["measured_ms"]
     spread = statistics.pstdev(measured) / statistics.mean(measured) * 100
     print(
-        f"validated on {args.validate} fresh archs in {validation_seconds:.0f} s (measured "
-        f"{min(measured):.1f}-{max(measured):.1f} ms, spread {spread:.1f}% of the mean)"
+        f"validated on {args.validate} fresh archs (measured {min(measured):.1f}-"
+        f"{max(measured):.1f} ms, spread {spread:.1f}% of the mean); measuring both samples "
+        f"took {measuring_seconds:.0f} s"
     )
     print(f"  raw table:        {format_errors(result['raw'])}")
     print(f"  calibrated table: {format_errors(result)}")
 
     noise = None
     if args.noise_archs:
-        archs = [table.decode_arch(line) for line in result["archs"][: args.noise_archs]]
-        again = measure_archs(
-            space,
-            archs,
-            batch_size=args.batch_size,
-            threads=args.threads,
-            runs=args.network_runs,
-            rounds=args.rounds,
-            warmup=args.warmup,
-            progress=True,
-            desc="re-measure",
-            clock=args.clock,
-        )
+        again = table.measure(space, validation_archs[: args.noise_archs], desc="re-measure")
         noise = latency_errors(again, measured[: args.noise_archs])
         print(
-            f"  measurement noise (same {len(archs)} archs measured twice): median "
+            f"  measurement noise (same {len(again)} archs measured twice): median "
             f"{noise['median_abs_pct_error']:.2f}%, max {noise['max_abs_pct_error']:.2f}%"
         )
 
@@ -158,8 +173,8 @@ def main() -> int:
         "input_size": space.input_size,
         "batch_size": args.batch_size,
         "build_seconds": build_seconds,
-        "calibration_seconds": calibration_seconds,
-        "validation_seconds": validation_seconds,
+        "measuring_seconds": measuring_seconds,
+        "interleaved_samples": not args.separate,
         "total_seconds": time.perf_counter() - started,
         "calibration": {k: record[k] for k in ("scale", "offset_ms", "samples", "before", "after")},
         "validation": {k: v for k, v in result.items() if k not in ("archs",)},

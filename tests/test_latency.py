@@ -274,6 +274,29 @@ def test_table_file_round_trip_and_refusals(tiny_space, tiny_table, tmp_path) ->
         LatencyTable.load(tmp_path / "missing.json")
 
 
+@pytest.mark.parametrize(
+    ("scale", "offset", "form"),
+    [(1.0, 7.0, "offset"), (1.5, 0.0, "scale"), (1.5, 3.0, "scale+offset")],
+)
+def test_calibration_recovers_a_known_correction(
+    tiny_space, tiny_table, scale, offset, form
+) -> None:
+    table = copy.deepcopy(tiny_table)
+    table.entries = {
+        key: {op: 1.0 + i for i, op in enumerate(ops)} for key, ops in table.entries.items()
+    }
+    archs = table.sample_archs(tiny_space, 6, random.Random(0))
+    measured = [scale * table.predict_raw(arch) + offset for arch in archs]
+    record = table.fit_calibration(archs, measured)
+    assert record["form"] == form
+    assert (record["scale"], record["offset_ms"]) == (pytest.approx(scale), pytest.approx(offset))
+    assert record["after"]["median_abs_pct_error"] == pytest.approx(0.0, abs=1e-9)
+    arch = tiny_space.uniform_arch("add")
+    assert table.predict(arch) == pytest.approx(scale * table.predict_raw(arch) + offset)
+    with pytest.raises(ValueError, match="used for calibration"):
+        table.score(archs[:2], measured[:2])
+
+
 def test_calibration_and_validation_use_different_archs(tiny_space, tiny_table) -> None:
     table = copy.deepcopy(tiny_table)
     record = table.calibrate(tiny_space, samples=4, seed=0, progress=False)

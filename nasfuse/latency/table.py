@@ -11,8 +11,8 @@ needs only a few distinct measurements per op. The base is the backbone without 
 ops: a reference network (``add`` at every site that allows it, else the cheapest op) is measured
 end to end and its entries are subtracted. Ops timed alone miss what the network around
 them changes (cache contents, dispatch overhead); :meth:`LatencyTable.calibrate` measures
-random architectures end to end and fits a scale and offset by least squares, recording the
-errors before and after. :meth:`LatencyTable.validate` reports the same errors on a fresh
+random architectures end to end and fits a scale and offset by least squares (or only one
+of them, whichever predicts left-out samples best), recording the errors before and after. :meth:`LatencyTable.validate` reports the same errors on a fresh
 sample that excludes every calibration architecture.
 
 File format (JSON, ``format: nasfuse-latency-table/1``): ``key`` (what the table is only
@@ -382,6 +382,31 @@ def _network_entries(
     return entries, summary
 
 
+_CALIBRATION_FORMS = ("offset", "scale", "scale+offset")
+
+
+def _fit_calibration(form: str, raw: np.ndarray, meas: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``(scale, offset)`` of ``meas ~ scale * raw + offset`` in ``form``."""
+    if form == "offset" or (form == "scale+offset" and np.ptp(raw) == 0):
+        return 1.0, float(np.mean(meas - raw))
+    if form == "scale":
+        return float(np.dot(raw, meas) / np.dot(raw, raw)), 0.0
+    scale, offset = np.polyfit(raw, meas, 1)
+    return float(scale), float(offset)
+
+
+def _leave_one_out_error(form: str, raw: np.ndarray, meas: np.ndarray) -> float:
+    """Median absolute % error of ``form`` predicting each sample from the others."""
+    errors = []
+    for index in range(raw.size):
+        keep = np.arange(raw.size) != index
+        if form == "scale+offset" and keep.sum() < 3:
+            return float("inf")  # two points fit any line exactly: no evidence
+        scale, offset = _fit_calibration(form, raw[keep], meas[keep])
+        errors.append(abs(scale * raw[index] + offset - meas[index]) / meas[index] * 100)
+    return float(np.median(errors))
+
+
 class LatencyTable:
     """Predicts an architecture's latency from a base and per-(site, op) entries.
 
@@ -628,20 +653,17 @@ class LatencyTable:
         return dict(zip(self.sites, ops, strict=True))
 
     # -- calibration and validation ----------------------------------------------------
-    def _measure_sample(
+    def sample_archs(
         self,
         space: Any,
         samples: int,
         rng: random.Random,
-        exclude: set,
-        progress: bool,
-        desc: str,
-        runs: int | None,
-        rounds: int | None,
-    ) -> tuple[list[dict[str, str]], list[float]]:
+        exclude: Sequence[Mapping[str, str]] = (),
+    ) -> list[dict[str, str]]:
+        """``samples`` distinct random architectures of ``space``, none of ``exclude``."""
         self._check_space(space)
         archs: list[dict[str, str]] = []
-        seen = set(exclude)
+        seen = {_arch_signature(arch) for arch in exclude}
         attempts = 0
         while len(archs) < samples:
             arch = random_arch(space, rng)
@@ -654,7 +676,24 @@ class LatencyTable:
                 continue
             seen.add(_arch_signature(arch))
             archs.append(arch)
-        measured = measure_archs(
+        return archs
+
+    def measure(
+        self,
+        space: Any,
+        archs: Sequence[Mapping[str, str]],
+        runs: int | None = None,
+        rounds: int | None = None,
+        progress: bool = True,
+        desc: str = "measure archs",
+    ) -> list[float]:
+        """End-to-end latency (ms) of ``archs``, measured the way this table was built.
+
+        Same device, threads, clock, batch size, dtype and memory format; ``runs`` and
+        ``rounds`` default to the table's ``network_runs`` and ``rounds``.
+        """
+        self._check_space(space)
+        return measure_archs(
             space,
             archs,
             batch_size=self.batch_size,
@@ -670,7 +709,10 @@ class LatencyTable:
             desc=desc,
             clock=self.clock,
         )
-        return archs, measured
+
+    def calibration_archs(self) -> list[dict[str, str]]:
+        """The architectures the table was calibrated on (none before calibration)."""
+        return [self.decode_arch(line) for line in (self.calibration or {}).get("archs", [])]
 
     def calibrate(
         self,
@@ -682,34 +724,49 @@ class LatencyTable:
         rounds: int | None = None,
         progress: bool = True,
     ) -> dict[str, Any]:
-        """Fit ``measured ~ scale * raw + offset`` on ``samples`` random architectures.
-
-        The architectures are measured end to end; the fit is ordinary least squares. The
-        errors before and after (on this same sample) are recorded in :attr:`calibration`,
-        with the signatures of the architectures so :meth:`validate` can exclude them.
+        """Measure ``samples`` random architectures end to end and :meth:`fit_calibration`.
 
         Returns:
             The calibration record (also stored in the table).
         """
         if samples < 2:
             raise ValueError(f"calibration needs at least 2 architectures, got {samples}")
-        seed_used = seed if rng is None else None
-        rng = rng if rng is not None else random.Random(seed)
-        archs, measured = self._measure_sample(
-            space, samples, rng, set(), progress, "calibrate", runs, rounds
-        )
+        archs = self.sample_archs(space, samples, rng if rng is not None else random.Random(seed))
+        measured = self.measure(space, archs, runs, rounds, progress, "calibrate")
+        return self.fit_calibration(archs, measured, seed=seed if rng is None else None)
+
+    def fit_calibration(
+        self,
+        archs: Sequence[Mapping[str, str]],
+        measured: Sequence[float],
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Fit ``measured ~ scale * raw + offset`` by least squares.
+
+        Three forms are fitted: offset only (scale 1), scale only (offset 0), and both.
+        The one with the smallest leave-one-out median absolute % error on this sample is
+        kept, so that a small noisy sample cannot produce a wild scale. The errors before
+        and after (on this same sample), the leave-one-out errors, the measurements and
+        the architectures (so that :meth:`validate` can exclude them) are recorded in
+        :attr:`calibration`, which is returned.
+        """
         raw = np.array([self.predict_raw(arch) for arch in archs])
-        meas = np.array(measured)
-        if np.ptp(raw) > 0:
-            scale, offset = np.polyfit(raw, meas, 1)
-        else:  # every sample predicted alike: only an offset can be fitted
-            scale, offset = 1.0, float(np.mean(meas - raw))
+        meas = np.array(measured, dtype=np.float64)
+        if raw.size < 2:
+            raise ValueError(f"calibration needs at least 2 architectures, got {raw.size}")
+        loo = {form: _leave_one_out_error(form, raw, meas) for form in _CALIBRATION_FORMS}
+        form = min(loo, key=loo.__getitem__)
+        scale, offset = _fit_calibration(form, raw, meas)
         self.calibration = {
-            "method": "least squares: measured = scale * raw + offset",
+            "method": f"least squares, form {form!r} (smallest leave-one-out error)",
+            "form": form,
+            "leave_one_out_median_abs_pct_error": {
+                name: None if np.isinf(error) else error for name, error in loo.items()
+            },
             "scale": float(scale),
             "offset_ms": float(offset),
-            "samples": samples,
-            "seed": seed_used,
+            "samples": len(archs),
+            "seed": seed,
             "before": latency_errors(raw, meas),
             "after": latency_errors(scale * raw + offset, meas),
             "measured_ms": [float(value) for value in meas],
@@ -729,17 +786,28 @@ class LatencyTable:
     ) -> dict[str, Any]:
         """Errors of :meth:`predict` on ``samples`` fresh random architectures.
 
-        Architectures used for calibration are never drawn. The result (device, errors of
-        the calibrated and of the raw prediction, each architecture's predicted and
-        measured ms) is stored in :attr:`validation` and returned.
+        Architectures used for calibration are never drawn. See :meth:`score`.
         """
-        exclude = {
-            _arch_signature(self.decode_arch(arch))
-            for arch in (self.calibration or {}).get("archs", [])
-        }
-        archs, measured = self._measure_sample(
-            space, samples, random.Random(seed), exclude, progress, "validate", runs, rounds
+        archs = self.sample_archs(
+            space, samples, random.Random(seed), exclude=self.calibration_archs()
         )
+        measured = self.measure(space, archs, runs, rounds, progress, "validate")
+        return self.score(archs, measured, seed=seed)
+
+    def score(
+        self,
+        archs: Sequence[Mapping[str, str]],
+        measured: Sequence[float],
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Errors of :meth:`predict` against ``measured`` ms, stored in :attr:`validation`.
+
+        Raises ``ValueError`` if one of ``archs`` was used for calibration: validation
+        figures come from architectures the calibration never saw.
+        """
+        calibrated = {_arch_signature(arch) for arch in self.calibration_archs()}
+        if any(_arch_signature(arch) in calibrated for arch in archs):
+            raise ValueError("an architecture to validate on was used for calibration")
         predicted = [self.predict(arch) for arch in archs]
         raw = [self.predict_raw(arch) for arch in archs]
         result = {
@@ -750,7 +818,7 @@ class LatencyTable:
             "raw": latency_errors(raw, measured),
             "calibrated": self.calibration is not None,
             "predicted_ms": predicted,
-            "measured_ms": measured,
+            "measured_ms": [float(value) for value in measured],
             "archs": [self.encode_arch(arch) for arch in archs],
             "validated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"
