@@ -381,3 +381,19 @@ def test_cli_refuses_a_table_of_another_batch_size(tiny_space, tmp_path, capsys)
 def test_default_table_path_names_space_hash_and_batch(tiny_space) -> None:
     path = default_table_path(tiny_space, 16)
     assert path.name == f"{tiny_space.name}-{tiny_space.hash}-b16.json"
+
+
+def test_cli_measure_prints_stats_and_the_table_prediction(
+    tiny_space, tiny_table, tmp_path, capsys
+):
+    from nasfuse.arch import save_arch
+
+    arch = random_arch(tiny_space, random.Random(4))
+    save_arch(arch, tmp_path / "arch.yaml", tiny_space)
+    table_path = tiny_table.save(tmp_path / "t.json")
+    args = ["latency", "measure", str(tmp_path / "arch.yaml"), "--batch-size", "4"]
+    assert main([*args, "--runs", "3", "--warmup", "1", "--table", str(table_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["predicted_ms"] == pytest.approx(tiny_table.predict(arch))
+    assert result["threads"] == tiny_table.threads and result["device"] == tiny_table.device
+    assert 0 < result["p10_ms"] <= result["median_ms"] <= result["p90_ms"]

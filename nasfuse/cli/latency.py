@@ -38,11 +38,11 @@ def _add_space_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_clock_option(parser: argparse.ArgumentParser) -> None:
+def _add_clock_option(parser: argparse.ArgumentParser, default: str | None = "wall") -> None:
     parser.add_argument(
         "--clock",
         choices=("wall", "thread"),
-        default="wall",
+        default=default,
         help="wall: latency (default); thread: CPU time of the measuring thread, steadier "
         "on a busy shared CPU (needs --threads 1)",
     )
@@ -106,10 +106,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     measure.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
     measure.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     measure.add_argument(
-        "--table", type=Path, default=None, help="also print this table's prediction"
+        "--table",
+        type=Path,
+        default=None,
+        help="also print this table's prediction (measuring with its threads and clock)",
     )
     measure.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_clock_option(measure)
+    _add_clock_option(measure, default=None)
     measure.set_defaults(func=_measure)
 
     validate = commands.add_parser(
@@ -183,6 +186,20 @@ def _measure(args: argparse.Namespace) -> int:
     from nasfuse.supernet import build_model
 
     arch, space = load_arch(args.arch)
+    table = None
+    threads, clock = args.threads, args.clock
+    if args.table is not None:
+        # Measure the way the table was measured unless told otherwise.
+        table = LatencyTable.load(
+            args.table,
+            space=space,
+            batch_size=args.batch_size,
+            device=args.device if args.device is not None else default_device(),
+            threads=args.threads,
+            clock=args.clock,
+        )
+        threads = table.threads if threads is None else threads
+        clock = table.clock if clock is None else clock
     model = build_model(space, arch)
     shape = (args.batch_size, space.in_chans, space.input_size, space.input_size)
     stats = measure_latency(
@@ -192,20 +209,10 @@ def _measure(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         runs=args.runs,
         channels_last=args.channels_last,
-        threads=args.threads,
-        clock=args.clock,
+        threads=threads,
+        clock=clock or "wall",
     )
-    predicted = None
-    if args.table is not None:
-        table = LatencyTable.load(
-            args.table,
-            space=space,
-            batch_size=args.batch_size,
-            device=args.device if args.device is not None else default_device(),
-            threads=stats.threads,
-            clock=args.clock,
-        )
-        predicted = table.predict(arch)
+    predicted = table.predict(arch) if table is not None else None
     if args.json:
         print(json.dumps({**stats.to_dict(), "arch": str(args.arch), "predicted_ms": predicted}))
         return 0
