@@ -44,7 +44,10 @@ class SearchConfig:
         concurrency: trials in flight at once; None: one per CPU, at most 2 on a CPU target.
         supernet: a supernet checkpoint to reuse instead of training one.
         calib_batches: batches for BN recalibration per trial. None: the budget's.
-        batch_size: supernet training and evaluation batch size.
+        batch_size: supernet training and evaluation batch size (64: at 32 with the
+            training defaults, hrnet_lite's supernet was seen to diverge to NaN).
+        supernet_options: further :class:`~nasfuse.training.SupernetTrainConfig` keys
+            (``lr``, ``clip_grad``, ``opt``, ``sampler``, ...).
         input_size: the space's input size option. None: the budget's (quick: 16, the
             others: the space's own).
         threads: torch threads of the driver (supernet training, latency table); None:
@@ -74,7 +77,8 @@ class SearchConfig:
     concurrency: int | None = None
     supernet: str | None = None
     calib_batches: int | None = None
-    batch_size: int = 32
+    batch_size: int = 64
+    supernet_options: dict[str, Any] = field(default_factory=dict)
     input_size: int | None = None
     threads: int | None = None
     seed: int = 0
@@ -109,7 +113,7 @@ class SearchPlan:
 
 
 # Sized on the 2-core CPU this project is developed on, with digits (1,077 training images,
-# 33 steps per epoch at batch 32). hrnet_lite's supernet needs on the order of 100+ steps
+# 16 steps per epoch at batch 64). hrnet_lite's supernet needs on the order of 100+ steps
 # before random paths score above chance, so quick buys epochs with a narrow net (0.25)
 # at 16x16 input (digits are 8x8 images), about 4x cheaper per step than 32x32.
 BUDGETS: dict[str, dict[str, Any]] = {

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from nasfuse.config import config_from_dict
 from nasfuse.files import atomic_write_text
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
 from nasfuse.search._engine import SearchStats, search_architectures
@@ -108,6 +109,11 @@ def _supernet(cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options:
         eval_archs=2,
         eval_calib_batches=plan.calib_batches,
         threads=cfg.threads,
+    )
+    train_cfg = config_from_dict(
+        SupernetTrainConfig,
+        {**dataclasses.asdict(train_cfg), **cfg.supernet_options},
+        "search config: supernet_options",
     )
     print(f"supernet: training {plan.supernet_epochs} epochs -> {checkpoint}", flush=True)
     path = train_supernet(train_cfg, run_dir / SUPERNET_DIR, resume=checkpoint.is_file())
