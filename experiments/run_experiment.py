@@ -438,13 +438,17 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
         args.ray_address,
         args.num_cpus,
         gpus_per_trial=float(resources.get("gpus_per_trial", 0)),
+        allow_failures=True,
     )
     training_wall = time.perf_counter() - training_started
     measurement = dict(recipe["latency_measurement"])
     measured = measure_archs(space, list(archs.values()), **measurement)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (name, arch), latency in zip(archs.items(), measured, strict=True):
-        runs = [metrics[jobs[(name, seed)]] for seed in seeds]
+        runs = [metrics[jobs[(name, seed)]] for seed in seeds if jobs[(name, seed)] in metrics]
+        if not runs:
+            print(f"warning: no training of {name} finished; left out", file=sys.stderr)
+            continue
         acc_mean, acc_std = mean_std([m["test_acc"] for m in runs])
         rows.append(
             {
@@ -477,8 +481,9 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
+        seeds_note = "" if len(row["test_acc"]) == len(seeds) else f" (n={len(row['test_acc'])})"
         lines.append(
-            f"| {row['arch']} | {row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f} | "
+            f"| {row['arch']} | {row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f}{seeds_note} | "
             f"{row['params']:,} | {row['flops'] / 1e6:.2f} | {row['measured_latency_ms']:.3f} | "
             f"{row['predicted_latency_ms']:.3f} |"
         )

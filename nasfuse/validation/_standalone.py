@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ def train_standalone(
     num_cpus: int | None = None,
     cpus_per_trial: float = 1.0,
     gpus_per_trial: float = 0.0,
+    allow_failures: bool = False,
 ) -> dict[StandaloneJob, dict[str, Any]]:
     """Retrain every job from scratch as one Ray Tune trial each; reuse finished ones.
 
@@ -113,13 +115,15 @@ def train_standalone(
         num_cpus: CPUs of the local Ray (None: all of this machine's).
         cpus_per_trial: CPUs each trial asks Ray for.
         gpus_per_trial: GPUs (or a share of one) each trial asks Ray for.
+        allow_failures: return the jobs that finished (with a warning) instead of raising
+            when some did not (a training that diverged, a killed run).
 
     Returns:
-        job -> the ``metrics.json`` of its training (``test_acc``, ``val_acc``, ``params``,
+        job -> the ``metrics.json`` of its training (finished jobs only) (``test_acc``, ``val_acc``, ``params``,
         ``flops``, ``wall_time_s``, ...).
 
     Raises:
-        RuntimeError: some trainings did not finish; the message names them and where Ray
+        RuntimeError: some trainings did not finish (unless ``allow_failures``); the message names them and where Ray
             keeps their errors. Rerunning retries only those.
     """
     from nasfuse.arch import save_arch
@@ -160,11 +164,14 @@ def train_standalone(
         else:
             results[job] = metrics
     if missing:
-        raise RuntimeError(
+        message = (
             f"{len(missing)} stand-alone training(s) did not finish ({', '.join(missing[:4])}"
             f"{', ...' if len(missing) > 4 else ''}); Ray's error logs are under "
             f"{budget_dir / 'ray'}; rerun to retry them (finished ones are reused)"
         )
+        if not allow_failures:
+            raise RuntimeError(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
     return results
 
 

@@ -167,7 +167,9 @@ def validate_supernet(
     Raises:
         FileNotFoundError: no supernet in ``run_dir``.
         ValueError: an ``include_ops`` op not allowed everywhere, too few architectures.
-        RuntimeError: some stand-alone trainings failed (rerun to retry them).
+        RuntimeError: fewer than 2 stand-alone trainings finished. Trainings that fail
+            (e.g. diverge) are left out of the statistics and listed in
+            ``failed_trainings``; a rerun retries them.
     """
     from nasfuse.config import load_config
     from nasfuse.data import build_loaders
@@ -243,12 +245,20 @@ def validate_supernet(
         cfg.ray_address,
         cfg.num_cpus,
         gpus_per_trial=cfg.gpus_per_training,
+        allow_failures=True,
     )
     training_seconds = time.perf_counter() - training_started
 
     entries = []
+    failed = []
     for pick, job, (recalibrated, as_trained) in zip(picks, jobs, supernet_scores, strict=True):
-        metrics = trained_metrics[job]
+        metrics = trained_metrics.get(job)
+        if metrics is None:
+            # Left out of the statistics, and named in the report.
+            failed.append(
+                {"label": pick.label, "arch_hash": pick.arch_hash, "supernet_acc": recalibrated}
+            )
+            continue
         entries.append(
             {
                 "label": pick.label,
@@ -263,6 +273,11 @@ def validate_supernet(
                 "train_wall_time_s": float(metrics.get("wall_time_s", math.nan)),
                 "arch": dict(pick.arch),
             }
+        )
+    if len(entries) < 2:
+        raise RuntimeError(
+            f"only {len(entries)} of {len(picks)} stand-alone trainings finished; "
+            f"see {standalone_dir} (rerun to retry them)"
         )
     supernet_acc = [e["supernet_acc"] for e in entries]
     test_acc = [e["standalone_test_acc"] for e in entries]
@@ -306,6 +321,7 @@ def validate_supernet(
             supernet_acc, [e["standalone_val_acc"] for e in entries], stats.top_k
         ),
         "archs": entries,
+        "failed_trainings": failed,
         "wall_time_s": {
             "supernet_scoring": round(scoring_seconds, 2),
             "standalone_training": round(training_seconds, 2),
@@ -382,4 +398,10 @@ def format_validation_table(report: Mapping[str, Any]) -> str:
         f"without BN recalibration τ {_number(without.get('kendall_tau'))}. "
         f"Latency predicted by the table measured on {report['latency']['device']}.",
     ]
+    failed = report.get("failed_trainings") or []
+    if failed:
+        lines.append(
+            f"Stand-alone training did not finish for {', '.join(f['label'] for f in failed)} "
+            "(left out of the statistics)."
+        )
     return "\n".join(lines)
