@@ -5,19 +5,23 @@ An architecture's latency is predicted as::
     raw(arch)  = base_ms + sum over sites s of entry[shape(s)][arch[s]]
     pred(arch) = scale * raw(arch) + offset_ms        # after calibrate(); 1 and 0 before
 
-Entries are measured by timing each op alone on K random ``(B, C, H, W)`` inputs of the
-site's shape; sites of one shape (C, K, H, W) share them, so a space with dozens of sites
-needs only a few distinct measurements per op. The base is the backbone without its fusion
-ops: a reference network (``add`` at every site that allows it, else the cheapest op) is measured
-end to end and its entries are subtracted. Ops timed alone miss what the network around
-them changes (cache contents, dispatch overhead); :meth:`LatencyTable.calibrate` measures
-random architectures end to end and fits a scale and offset by least squares (or only one
-of them, whichever predicts left-out samples best), recording the errors before and after. :meth:`LatencyTable.validate` reports the same errors on a fresh
-sample that excludes every calibration architecture.
+Entries are measured where the ops run (``method="network"``, the default): for every op,
+the network with that op at every site that allows it (``add`` elsewhere) runs with a
+timer around each fusion module, so an entry includes the cache state and dispatch cost
+of the real network. ``method="isolated"`` times each op alone on K random
+``(B, C, H, W)`` inputs instead. Either way the sites of one shape (C, K, H, W) share an
+entry, so a space with dozens of sites needs few measurements. The base is the backbone
+without its fusion ops: the all-``add`` network (``add`` wherever allowed) measured end to
+end, less its add entries, so that ``predict(all-add) == base + sum of add entries`` is
+the measured all-add latency. What per-op timing still misses is corrected by
+:meth:`LatencyTable.calibrate`: random architectures are measured end to end and a scale
+and offset fitted by least squares (or only one of them, whichever predicts left-out
+samples best); the errors before and after are recorded. :meth:`LatencyTable.validate`
+reports the same errors on a fresh sample that excludes every calibration architecture.
 
 File format (JSON, ``format: nasfuse-latency-table/1``): ``key`` (what the table is only
 valid for: device, torch, batch_size, input_size, in_chans, dtype, channels_last, threads,
-space_hash), ``space`` (name, source, options), ``measurement`` (how it was measured, how
+clock, space_hash), ``space`` (name, source, options), ``measurement`` (how it was measured, how
 long it took), ``base_ms``, ``reference``, ``entries`` (shape -> op -> ms), ``sites``
 (site -> shape and allowed ops), ``calibration`` and ``validation``.
 """
@@ -614,7 +618,7 @@ class LatencyTable:
 
     # -- predicting ----------------------------------------------------------------------
     def entry(self, site: str, op: str) -> float:
-        """Latency (ms) of ``op`` at ``site``, as measured alone."""
+        """Latency (ms) of ``op`` at ``site`` (shared by the sites of its shape)."""
         try:
             info = self.sites[site]
         except KeyError:
