@@ -416,3 +416,83 @@ def test_ops_command_refuses_bad_sizes(capsys):
     assert main(["ops", "--latency", "--clock", "thread", "--threads", "2"]) == 2
     captured = capsys.readouterr()
     assert "add --threads 1" in captured.err and captured.out == ""
+
+
+# --- starting as the sum (the supernet's initialisation) ----------------------------------
+
+
+def _batchnorm_eval_scale(op: nn.Module) -> float:
+    """A fresh BN in eval mode divides by sqrt(1 + eps)."""
+    return 1.0 / math.sqrt(1.0 + op.bn.eps)
+
+
+# What each op computes right after init_as_sum, in eval mode with fresh BN statistics.
+STARTS_AS = {
+    "add": lambda op, xs: sum(xs),
+    "concat": lambda op, xs: sum(xs) * _batchnorm_eval_scale(op),
+    "dwff": lambda op, xs: sum(xs) / len(xs),
+    "aff": lambda op, xs: sum(xs),
+    "iaff": lambda op, xs: sum(xs) / 2,
+    "cmgm": lambda op, xs: xs[0],
+    "dynconv": lambda op, xs: sum(xs) * _batchnorm_eval_scale(op),
+}
+
+
+# Ops with no form that carries the sum; init_as_sum must leave them as they are.
+KEEPS_ITS_INIT = {"pmfs"}
+
+
+def test_every_op_declares_how_it_starts_from_the_sum():
+    assert set(STARTS_AS) | KEEPS_ITS_INIT == set(ALL_OPS)
+
+
+@pytest.mark.parametrize("num_inputs", [2, 3])
+@pytest.mark.parametrize("name", sorted(STARTS_AS))
+def test_init_as_sum_starts_from_the_documented_form(name, num_inputs):
+    op = create_op(name, 16, num_inputs)
+    if name == "dynconv":
+        op.init_as_sum(spread=0.0)
+    else:
+        op.init_as_sum()
+    op.eval()
+    xs = make_inputs(num_inputs, 16)
+    tolerance = 1e-2 if name == "cmgm" else 1e-5  # cmgm's conv block starts small, not 0
+    with torch.no_grad():
+        torch.testing.assert_close(op(xs), STARTS_AS[name](op, xs), atol=tolerance, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(KEEPS_ITS_INIT))
+def test_init_as_sum_leaves_ops_without_a_sum_form_unchanged(name):
+    torch.manual_seed(0)
+    op = create_op(name, 16, 2)
+    before = {k: v.clone() for k, v in op.state_dict().items()}
+    op.init_as_sum()
+    assert all(torch.equal(before[k], v) for k, v in op.state_dict().items())
+
+
+def test_dynconv_init_as_sum_keeps_experts_distinct():
+    op = create_op("dynconv", 8, 2)
+    op.init_as_sum()
+    experts = op.experts.detach().flatten(1)
+    assert not torch.allclose(experts[0], experts[1])
+    # Centre taps near (2 / E) [I, I]: the aggregated kernel at alpha = 0.5 is near [I, I].
+    aggregated = 0.5 * op.experts.detach().sum(0)[:, :, 0, 0]
+    identity = torch.eye(8).repeat(1, 2)
+    assert (aggregated - identity).abs().max() < 0.5
+
+
+@pytest.mark.parametrize("name", [op for op in ALL_OPS if op != "add"])
+def test_every_parameter_learns_within_three_steps_from_the_sum(name):
+    # A zeroed layer passes no gradient to what feeds it until it has had an update of its
+    # own (iaff's first gate waits for the second's); nothing may stay frozen for good.
+    torch.manual_seed(0)
+    op = create_op(name, 8, 2)
+    op.init_as_sum()
+    optimiser = torch.optim.SGD(op.parameters(), lr=0.1)
+    xs = make_inputs(2, 8, batch=4)
+    for _ in range(3):
+        optimiser.zero_grad()
+        op(xs).square().mean().backward()
+        optimiser.step()
+    for pname, parameter in op.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, pname

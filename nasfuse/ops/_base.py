@@ -8,7 +8,13 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["FusionOp", "ImplChoice", "check_positive_int"]
+__all__ = ["FusionOp", "ImplChoice", "check_positive_int", "zero_batchnorm_"]
+
+
+def zero_batchnorm_(bn: nn.BatchNorm2d) -> None:
+    """Zero a BatchNorm's affine weight and bias, so that it outputs 0 until trained."""
+    nn.init.zeros_(bn.weight)
+    nn.init.zeros_(bn.bias)
 
 
 def check_positive_int(op_name: str, option: str, value: object, minimum: int = 1) -> int:
@@ -126,6 +132,18 @@ class FusionOp(nn.Module):
         """
         self.check_inputs(xs)
         return self.fuse(list(xs))
+
+    def init_as_sum(self) -> None:
+        """Re-initialise so that the op starts out computing (about) the sum of its inputs.
+
+        In a weight-sharing supernet every candidate at a site feeds the same downstream
+        layers. A candidate whose random initialisation re-mixes channels (a random 1x1
+        projection, a random gate) makes the paths disagree about what each channel means,
+        and the shared layers learn for none of them. Starting every candidate from the sum,
+        in the inputs' own channel basis, keeps the paths in agreement; training then moves
+        each away from it. Each op overrides this with the closest form it can take (see
+        its docstring); the base leaves the weights as they are (add is the sum already).
+        """
 
     def fuse(self, xs: list[torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasfuse.ops._base import FusionOp, check_positive_int
+from nasfuse.ops._base import FusionOp, check_positive_int, zero_batchnorm_
 from nasfuse.ops._registry import register_op
 
 __all__ = ["MultiScaleChannelAttention", "AttentionalFusion", "IterativeAttentionalFusion"]
@@ -42,6 +42,11 @@ class MultiScaleChannelAttention(nn.Module):
             nn.AdaptiveAvgPool2d(1), *_pointwise_bottleneck(channels, hidden)
         )
 
+    def init_as_half(self) -> None:
+        """Zero both branches' last BN so that the gate starts at exactly 0.5 everywhere."""
+        zero_batchnorm_(self.local_att[-1])
+        zero_batchnorm_(self.global_att[-1])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, C, H, W)`` gate values in (0, 1)."""
         return torch.sigmoid(self.local_att(x) + self.global_att(x))
@@ -76,6 +81,10 @@ class AttentionalFusion(FusionOp):
         self.gate = MultiScaleChannelAttention(channels, _check_reduction(self.op_name, reduction))
         self.scale = float(scale)
 
+    def init_as_sum(self) -> None:
+        """Gate at 0.5: ``out = s/2 * (x + y)``, the sum itself with the default ``s = 2``."""
+        self.gate.init_as_half()
+
     def fuse(self, xs: list[torch.Tensor]) -> torch.Tensor:
         x, y = self.main_and_skip(xs)
         weight = self.gate(x + y)
@@ -108,6 +117,11 @@ class IterativeAttentionalFusion(FusionOp):
         reduction = _check_reduction(self.op_name, reduction)
         self.gate1 = MultiScaleChannelAttention(channels, reduction)
         self.gate2 = MultiScaleChannelAttention(channels, reduction)
+
+    def init_as_sum(self) -> None:
+        """Both gates at 0.5: ``out = (x + y) / 2`` (iAFF has no factor 2)."""
+        self.gate1.init_as_half()
+        self.gate2.init_as_half()
 
     def fuse(self, xs: list[torch.Tensor]) -> torch.Tensor:
         x, y = self.main_and_skip(xs)

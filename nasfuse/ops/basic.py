@@ -31,5 +31,11 @@ class Concat(FusionOp):
         self.proj = nn.Conv2d(num_inputs * channels, channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(channels)
 
+    def init_as_sum(self) -> None:
+        """Projection ``[I, I, ...]``: ``BN(sum_k xs[k])``, channel by channel."""
+        with torch.no_grad():
+            weight = torch.eye(self.channels).repeat(1, self.num_inputs)
+            self.proj.weight.copy_(weight.view_as(self.proj.weight))
+
     def fuse(self, xs: list[torch.Tensor]) -> torch.Tensor:
         return self.bn(self.proj(torch.cat(xs, dim=1)))

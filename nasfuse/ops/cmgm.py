@@ -105,6 +105,20 @@ class CrossModelGrafting(FusionOp):
             nn.ReLU(inplace=True),
         )
 
+    def init_as_sum(self, block_scale: float = 1e-3) -> None:
+        """Zero the attention's projection and shrink the conv block: ``out ~ x``.
+
+        The skip ``y`` reaches cmgm only through the attention weights, so no setting
+        of its weights gives ``x + y``; starting from the main path keeps its channels.
+        The conv block's last BN gets scale ``block_scale`` and shift 0, not exactly 0:
+        a ReLU follows it, which at exactly 0 would never pass a gradient back.
+        """
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        last_bn = self.conv_block[4]
+        nn.init.constant_(last_bn.weight, block_scale)
+        nn.init.zeros_(last_bn.bias)
+
     def _split_heads(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, C) -> (B, h, N, C / h)``."""
         batch, positions, _ = tokens.shape

@@ -53,6 +53,13 @@ class DynamicWeightedFusion(FusionOp):
             nn.Conv2d(self.hidden, channels, 1, bias=bias) for _ in range(num_inputs)
         )
 
+    def init_as_sum(self) -> None:
+        """Zero logits, so equal weights ``1/K``: ``out = mean_k xs[k]`` (DWFF has no scale)."""
+        for conv in self.input_logits:
+            nn.init.zeros_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+
     def input_weights(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """The weights ``alpha`` over the inputs.
 

@@ -86,6 +86,23 @@ class DynamicKernelFusion(FusionOp):
             nn.init.kaiming_uniform_(expert, a=math.sqrt(5))
         self.bn = nn.BatchNorm2d(channels)
 
+    def init_as_sum(self, spread: float = 0.1) -> None:
+        """Start as ``BN(conv(u, [I, I, ...]))``, the concat projection that sums.
+
+        The attention's last conv is zeroed, so every expert weight starts at
+        ``sigmoid(0) = 0.5``; each expert becomes ``(2 / E) [I, I, ...]`` (at the kernel's
+        centre) plus ``spread`` times its own random initialisation, which keeps the
+        experts distinct so that training can tell them apart.
+        """
+        attention_out = self.expert_attention[-2]
+        nn.init.zeros_(attention_out.weight)
+        nn.init.zeros_(attention_out.bias)
+        centre = self.kernel_size // 2
+        identity = torch.eye(self.channels).repeat(1, self.num_inputs)
+        with torch.no_grad():
+            self.experts.mul_(spread)
+            self.experts[:, :, :, centre, centre] += (2.0 / self.num_experts) * identity
+
     def aggregated_kernels(self, stacked: torch.Tensor) -> torch.Tensor:
         """Each sample's kernel ``sum_e alpha[b, e] W_e``.
 

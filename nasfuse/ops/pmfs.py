@@ -55,6 +55,9 @@ class PolarizedMultiScaleFusion(FusionOp):
     scale has kernel 1 and is omitted. ``ch_k != ch_v`` works (the released code
     reshapes V with ch_k).
 
+    Its output is a new feature (the last DWS), with no path that could carry the sum of
+    its inputs, so ``init_as_sum`` leaves pmfs as it is.
+
     Args:
         channels: C.
         num_inputs: K >= 2, the number of branches.

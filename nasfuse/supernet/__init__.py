@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from nasfuse.supernet._supernet import SiteChoice, Supernet, arch_cost, build_model
+from nasfuse.supernet._supernet import OP_INITS, SiteChoice, Supernet, arch_cost, build_model
 
-__all__ = ["SiteChoice", "Supernet", "arch_cost", "build_model"]
+__all__ = ["OP_INITS", "SiteChoice", "Supernet", "arch_cost", "build_model"]

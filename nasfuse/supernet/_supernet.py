@@ -12,7 +12,11 @@ from nasfuse.ops import create_op
 from nasfuse.profile import count_flops, count_params
 from nasfuse.spaces import FusionNet, SearchSpace, Site
 
-__all__ = ["SiteChoice", "Supernet", "build_model", "arch_cost"]
+__all__ = ["OP_INITS", "SiteChoice", "Supernet", "build_model", "arch_cost"]
+
+#: How the supernet initialises its candidate ops: "sum" starts each as close to the sum
+#: of its inputs as it can be (``FusionOp.init_as_sum``), "paper" as its paper does.
+OP_INITS = ("sum", "paper")
 
 
 class SiteChoice(nn.Module):
@@ -21,18 +25,24 @@ class SiteChoice(nn.Module):
     Args:
         site: the site; one op per ``site.ops`` is created, for ``site.num_inputs`` inputs
             of ``site.channels`` channels.
+        op_init: "sum" (default) or "paper"; see :data:`OP_INITS`.
 
     Attributes:
         candidates: op name -> op module.
         active: the name of the op that ``forward`` runs.
     """
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, op_init: str = "sum") -> None:
         super().__init__()
+        if op_init not in OP_INITS:
+            raise ValueError(f"op_init must be one of {OP_INITS}, got {op_init!r}")
         self.site_name = site.name
         self.candidates = nn.ModuleDict(
             {op: create_op(op, site.channels, site.num_inputs) for op in site.ops}
         )
+        if op_init == "sum":
+            for candidate in self.candidates.values():
+                candidate.init_as_sum()
         self.active = site.ops[0]
 
     def forward(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -83,6 +93,11 @@ class Supernet(nn.Module):
         space: the search space.
         num_classes: classifier outputs.
         in_chans: input channels; the space's ``in_chans`` by default.
+        op_init: "sum" (default): every candidate starts as close to the sum of its inputs
+            as it can (``FusionOp.init_as_sum``), so that all paths share one channel basis
+            and the shared weights serve them all; "paper": each op's own initialisation.
+            On digits, a resnet20 supernet over every op scored random architectures at 44%
+            with "paper" (see the README's notes on weight sharing).
 
     Attributes:
         space: the search space.
@@ -98,12 +113,17 @@ class Supernet(nn.Module):
     """
 
     def __init__(
-        self, space: SearchSpace, num_classes: int = 10, in_chans: int | None = None
+        self,
+        space: SearchSpace,
+        num_classes: int = 10,
+        in_chans: int | None = None,
+        op_init: str = "sum",
     ) -> None:
         super().__init__()
         self.space = space
         self.in_chans = in_chans if in_chans is not None else space.in_chans
-        self.net = space.build(SiteChoice, num_classes, self.in_chans)
+        self.op_init = op_init
+        self.net = space.build(lambda site: SiteChoice(site, op_init), num_classes, self.in_chans)
         self.choices: dict[str, SiteChoice] = self.net.fusion_modules()  # type: ignore[assignment]
         self.arch: dict[str, str] = {}
         self.set_arch({name: site.ops[0] for name, site in space.sites.items()})

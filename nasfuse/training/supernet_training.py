@@ -48,12 +48,15 @@ class SupernetTrainConfig(TrainingConfig):
         eval_archs: after each epoch, score this many fixed random archs on val (with BN
             recalibration) for the ``val/acc_*`` curves; 0 to skip.
         eval_calib_batches: BN recalibration batches for those scores.
+        op_init: ``sum`` (every candidate op starts as close to the sum of its inputs as it
+            can, so all paths share one channel basis) or ``paper``; see ``Supernet``.
     """
 
     space: str = "hrnet_lite"
     space_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 30
     sampler: Literal["uniform", "fair"] = "uniform"
+    op_init: Literal["sum", "paper"] = "sum"
     eval_archs: int = 2
     eval_calib_batches: int = 5
 
@@ -129,7 +132,9 @@ class SupernetTrainer(TrainingRun):
         space = load_space(cfg.space, cfg.space_options)
         bundle = build_bundle(cfg, space.input_size, context)
         seed_everything(cfg.seed)
-        supernet = Supernet(space, num_classes=bundle.num_classes, in_chans=bundle.in_chans)
+        supernet = Supernet(
+            space, num_classes=bundle.num_classes, in_chans=bundle.in_chans, op_init=cfg.op_init
+        )
         self.space = space
         self.sampler = create_sampler(cfg.sampler, space, seed=cfg.seed)
         # A fixed set of archs scored after every epoch, so the val curve is comparable.
