@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+
+from nasfuse.cli._space_args import add_space_arguments, load_space_from_args
 
 __all__ = ["register"]
 
@@ -23,18 +24,6 @@ def _add_measurement_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="torch threads while measuring on the CPU (default: the current count)",
-    )
-
-
-def _add_space_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", required=True, help="search space name or YAML file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="space option override, e.g. --set width_mult=0.5 (repeatable)",
     )
 
 
@@ -59,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="latency_command", metavar="ACTION", required=True)
 
     build = commands.add_parser("build", help="measure a latency table for a space and save it")
-    _add_space_options(build)
+    add_space_arguments(build, required=True)
     _add_measurement_options(build)
     build.add_argument(
         "--out",
@@ -118,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate = commands.add_parser(
         "validate", help="compare a table's predictions with measurements of fresh random archs"
     )
-    _add_space_options(validate)
+    add_space_arguments(validate, required=True)
     _add_measurement_options(validate)
     validate.add_argument(
         "--samples", type=int, default=30, help="random archs to measure (default 30)"
@@ -135,17 +124,10 @@ def _clock_note(clock: str) -> str:
     return "" if clock == "wall" else " (thread CPU time, not wall-clock latency)"
 
 
-def _load_space(args: argparse.Namespace) -> Any:
-    from nasfuse.config import parse_overrides
-    from nasfuse.spaces import load_space
-
-    return load_space(args.space, parse_overrides(args.overrides))
-
-
 def _build(args: argparse.Namespace) -> int:
     from nasfuse.latency import LatencyTable, default_table_path, format_errors
 
-    space = _load_space(args)
+    space = load_space_from_args(args)
     out = args.out if args.out is not None else default_table_path(space, args.batch_size)
     table = LatencyTable.build(
         space,
@@ -227,7 +209,7 @@ def _validate(args: argparse.Namespace) -> int:
     from nasfuse.latency import LatencyTable, default_table_path, format_errors
     from nasfuse.runtime import default_device
 
-    space = _load_space(args)
+    space = load_space_from_args(args)
     path = args.table if args.table is not None else default_table_path(space, args.batch_size)
     table = LatencyTable.load(
         path,

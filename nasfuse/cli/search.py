@@ -12,6 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from nasfuse.cli._space_args import add_space_arguments, space_options
+
 __all__ = ["register"]
 
 _FLAG_KEYS = {
@@ -54,7 +56,7 @@ def _search_config(args: argparse.Namespace, out: Path) -> Any:
     values.update(parse_overrides(args.overrides))
     cfg = load_config(SearchConfig, config_file, values)
     if args.space_overrides:
-        cfg.space_options = {**cfg.space_options, **parse_overrides(args.space_overrides)}
+        cfg.space_options = {**cfg.space_options, **space_options(args)}
         if "width_mult" in cfg.space_options and "width_mult" not in values:
             cfg.width_mult = float(cfg.space_options["width_mult"])
     return cfg
@@ -107,15 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the Pareto front, best.yaml and report.md into the run directory."
         ),
     )
-    search.add_argument("--space", default=None, help="search space name or YAML (hrnet_lite)")
-    search.add_argument(
-        "--set",
-        dest="space_overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="space option, e.g. --set width_mult=0.5 (repeatable)",
-    )
+    add_space_arguments(search, default_hint="hrnet_lite")
     search.add_argument(
         "--dataset", default=None, help="digits (default), cifar10, cifar100, imagefolder"
     )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from nasfuse.cli._space_args import add_space_arguments, load_space_from_args
+
 __all__ = ["register", "format_size"]
 
 
@@ -28,11 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show = commands.add_parser(
         "show", help="every site: name, C, K, HxW, allowed ops; the space size"
     )
-    _add_space_arguments(show)
+    add_space_arguments(show, positional=True)
     show.set_defaults(func=show_command)
 
     cost = commands.add_parser("cost", help="params and FLOPs of one architecture")
-    _add_space_arguments(cost)
+    add_space_arguments(cost, positional=True)
     cost.add_argument(
         "--arch", required=True, help="an architecture YAML file, or an op name for every site"
     )
@@ -40,28 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cost.set_defaults(func=cost_command)
 
 
-def _add_space_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("space", metavar="NAME_OR_PATH", help="a shipped space name or a YAML file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a key of the space (dotted for nested keys: stages.0.modules=1); repeatable",
-    )
-
-
 def format_size(size: int) -> str:
     """``"4.27e+63"`` style for large counts, the exact integer for small ones."""
     return f"{size:,}" if size < 10**9 else f"{size:.3e}"
-
-
-def _load(args: argparse.Namespace):  # noqa: ANN202 - returns a SearchSpace
-    from nasfuse.config import parse_overrides
-    from nasfuse.spaces import load_space
-
-    return load_space(args.space, parse_overrides(args.overrides))
 
 
 def list_command(args: argparse.Namespace) -> int:
@@ -80,7 +63,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """Print every site of a space with its shape and allowed ops, then the totals."""
-    space = _load(args)
+    space = load_space_from_args(args)
     options = f", options {space.options}" if space.options else ""
     print(f"space {space.name} ({space.family}) from {space.source}{options}; hash {space.hash}")
     print(
@@ -104,7 +87,7 @@ def cost_command(args: argparse.Namespace) -> int:
     from nasfuse.arch import arch_from_argument, arch_hash
     from nasfuse.supernet import arch_cost
 
-    space = _load(args)
+    space = load_space_from_args(args)
     arch = arch_from_argument(args.arch, space)
     params, flops = arch_cost(space, arch, num_classes=args.num_classes)
     print(

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nasfuse.cli._space_args import add_space_arguments, space_options
+
 __all__ = ["register"]
 
 
@@ -96,20 +98,19 @@ def _space_label(space: str) -> str:
 
 
 def _train_supernet(args: argparse.Namespace) -> int:
-    from nasfuse.config import parse_overrides
     from nasfuse.training import SupernetTrainConfig, train_supernet
 
     flags = _flag_values(args, {**_COMMON_FLAGS, "space": "space", "sampler": "sampler"})
-    space_options = parse_overrides(args.space_overrides)
+    options = space_options(args)
     # --out may be needed to find the run's config.yaml on --resume.
     cfg = _load_cfg(SupernetTrainConfig, args, args.out, flags)
-    if space_options:
-        cfg.space_options = {**cfg.space_options, **space_options}
+    if options:
+        cfg.space_options = {**cfg.space_options, **options}
     out = args.out or Path("runs") / f"supernet-{_space_label(cfg.space)}-{cfg.dataset}"
     if args.out is None and args.resume and args.config is None and (out / "config.yaml").is_file():
         cfg = _load_cfg(SupernetTrainConfig, args, out, flags)
-        if space_options:
-            cfg.space_options = {**cfg.space_options, **space_options}
+        if options:
+            cfg.space_options = {**cfg.space_options, **options}
     path = train_supernet(cfg, out, resume=args.resume)
     if not _is_main_process():
         return 0
@@ -230,15 +231,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Defaults: hrnet_lite on digits, 30 epochs, batch 32, SGD lr 0.05 cosine; "
         "out dir runs/supernet-<space>-<dataset>.",
     )
-    parser.add_argument("--space", default=None, help="space name or YAML file (hrnet_lite)")
-    parser.add_argument(
-        "--set",
-        dest="space_overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="space option, e.g. --set width_mult=0.5 (repeatable)",
-    )
+    add_space_arguments(parser, default_hint="hrnet_lite")
     parser.add_argument(
         "--sampler", choices=["uniform", "fair"], default=None, help="path sampler (uniform)"
     )
