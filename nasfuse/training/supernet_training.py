@@ -50,6 +50,8 @@ class SupernetTrainConfig(TrainingConfig):
         eval_calib_batches: BN recalibration batches for those scores.
         op_init: ``sum`` (every candidate op starts as close to the sum of its inputs as it
             can, so all paths share one channel basis) or ``paper``; see ``Supernet``.
+        clip_grad: gradient-norm clipping, on by default (5.0) for supernets: a step's
+            random path can send one large gradient into weights every path shares.
     """
 
     space: str = "hrnet_lite"
@@ -57,6 +59,7 @@ class SupernetTrainConfig(TrainingConfig):
     epochs: int = 30
     sampler: Literal["uniform", "fair"] = "uniform"
     op_init: Literal["sum", "paper"] = "sum"
+    clip_grad: float | None = 5.0
     eval_archs: int = 2
     eval_calib_batches: int = 5
 
