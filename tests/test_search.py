@@ -257,3 +257,18 @@ def test_searcher_budget_dedup_and_constraints_without_ray(sampler_name: str) ->
             assert trial.params == {"a": "concat", "b": "concat", "c": "concat"}
             assert trial.constraints["latency_ms"] > 0
     assert all(t.user_attrs["status"] != "infeasible" for t in searcher.study.best_trials)
+
+
+def test_quick_budget_shallows_hrnet_spaces_only_and_user_depth_wins():
+    from nasfuse.search._config import resolve_plan
+    from nasfuse.search._driver import _depth_options
+    from nasfuse.spaces import load_space
+
+    plan = resolve_plan(SearchConfig(budget="quick"))
+    assert plan.hrnet_modules == 1 and resolve_plan(SearchConfig()).hrnet_modules is None
+    options = _depth_options("hrnet_lite", {}, plan.hrnet_modules)
+    assert options == {f"stages.{i}.modules": 1 for i in range(3)}
+    shallow, full = load_space("hrnet_lite", options), load_space("hrnet_lite")
+    assert len(shallow.sites) < len(full.sites) and shallow.hash != full.hash
+    assert _depth_options("resnet20", {}, 1) == {}
+    assert "stages.1.modules" not in _depth_options("hrnet_lite", {"stages.1.modules": 3}, 1)

@@ -35,6 +35,7 @@ from nasfuse.search._study import (
     load_search_study,
     trial_records,
 )
+from nasfuse.spaces import load_space
 
 __all__ = ["SearchResult", "run_search", "default_run_dir", "LATENCY_TABLE_FILE", "SUPERNET_DIR"]
 
@@ -71,7 +72,27 @@ def _resolved(cfg: SearchConfig, plan: SearchPlan) -> SearchConfig:
         population_size=plan.population_size,
         calib_batches=plan.calib_batches,
         input_size=plan.input_size,
+        hrnet_modules=plan.hrnet_modules,
     )
+
+
+def _depth_options(
+    space: str, space_options: dict[str, Any], hrnet_modules: int | None
+) -> dict[str, Any]:
+    """``stages.<i>.modules`` options that set an HRNet space's depth to the plan's.
+
+    Nothing for other families, nor for a stage whose depth the user set with ``--set``.
+    """
+    if hrnet_modules is None:
+        return {}
+    loaded = load_space(space, space_options)
+    if loaded.family != "hrnet":
+        return {}
+    return {
+        f"stages.{index}.modules": hrnet_modules
+        for index in range(len(loaded.config["stages"]))
+        if f"stages.{index}.modules" not in space_options
+    }
 
 
 def _check_resume(path: Path, resolved: SearchConfig) -> None:
@@ -183,6 +204,7 @@ def run_search(
     space_options = {**cfg.space_options, "width_mult": plan.width_mult}
     if plan.input_size is not None:
         space_options["input_size"] = plan.input_size
+    space_options.update(_depth_options(cfg.space, space_options, plan.hrnet_modules))
     supernet = _supernet(cfg, plan, run_dir, space_options)
     space = supernet.space
     table = _latency_table(cfg, space, run_dir, plan)
