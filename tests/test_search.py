@@ -265,7 +265,8 @@ def test_quick_budget_shallows_hrnet_spaces_only_and_user_depth_wins():
     from nasfuse.spaces import load_space
 
     plan = resolve_plan(SearchConfig(budget="quick"))
-    assert plan.hrnet_modules == 1 and resolve_plan(SearchConfig()).hrnet_modules is None
+    assert plan.hrnet_modules == 1
+    assert resolve_plan(SearchConfig(budget="full")).hrnet_modules is None
     options = _depth_options("hrnet_lite", {}, plan.hrnet_modules)
     assert options == {f"stages.{i}.modules": 1 for i in range(3)}
     shallow, full = load_space("hrnet_lite", options), load_space("hrnet_lite")

@@ -51,7 +51,7 @@ class SearchConfig:
         input_size: the space's input size option. None: the budget's (quick: 16, the
             others: the space's own).
         hrnet_modules: modules per stage of an HRNet-family space (its depth). None: the
-            budget's (quick: 1, the others: the space's own). A supernet over hrnet_lite's
+            budget's (quick and default: 1, full: the space's own). A supernet over hrnet_lite's
             full depth (2/4/2 modules, 72 sites) learns slowly: at width 0.25 and 16x16 its
             training loss over random paths was 2.17 after 100 steps, against 0.58 with one
             module per stage (27 sites); quick has time for about 160 steps.
@@ -121,13 +121,14 @@ class SearchPlan:
 
 
 # Sized on the 2-core CPU this project is developed on, with digits (1,077 training images,
-# 16 steps per epoch at batch 64). hrnet_lite's supernet needs on the order of 100+ steps
-# before random paths score above chance, so quick buys epochs with a narrow net (0.25)
-# at 16x16 input (digits are 8x8 images), about 4x cheaper per step than 32x32.
+# 16 steps per epoch at batch 64). quick and default search a shallow HRNet (one module per
+# stage: 27 sites in hrnet_lite instead of 72), whose supernet learns in a few hundred steps;
+# quick also narrows it (width 0.25) at 16x16 input (digits are 8x8 images), about 4x cheaper
+# per step than 32x32. full is the whole space, for GPUs.
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "supernet_epochs": 10,
-        "trials": 30,
+        "supernet_epochs": 20,
+        "trials": 50,
         "width_mult": 0.25,
         "input_size": 16,
         "population_size": 10,
@@ -135,12 +136,13 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "hrnet_modules": 1,
     },
     "default": {
-        "supernet_epochs": 12,
+        "supernet_epochs": 30,
         "trials": 100,
         "width_mult": 0.5,
         "input_size": None,
         "population_size": 20,
         "calib_batches": 8,
+        "hrnet_modules": 1,
     },
     "full": {
         "supernet_epochs": 120,
