@@ -275,7 +275,7 @@ def write_results(
     name: str, results_dir: Path, markdown: str, data: Mapping[str, Any], image: Any = None
 ) -> None:
     from nasfuse.files import atomic_write_text
-    from nasfuse.validation.plots import save_png
+    from nasfuse.plots import save_png
 
     results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results_dir / f"{name}.md", markdown.rstrip() + "\n")
@@ -337,8 +337,8 @@ def write_ranking(
     results_dir: Path,
 ) -> None:
     """The ranking table (one row per sampler), the per-sampler detail, the scatter plot."""
+    from nasfuse.plots import ChartSeries, chart_image
     from nasfuse.validation import format_validation_table
-    from nasfuse.validation.plots import ChartSeries, chart_image
 
     lines = header(recipe, command, wall)
     sn = recipe["supernet"]
@@ -398,8 +398,8 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
     from nasfuse.arch import load_arch
     from nasfuse.latency import LatencyTable, measure_archs
     from nasfuse.latency.measure import device_name_at
+    from nasfuse.plots import ChartSeries, chart_image
     from nasfuse.validation import StandaloneJob, train_standalone
-    from nasfuse.validation.plots import ChartSeries, chart_image
 
     started = time.perf_counter()
     root = args.work_dir
@@ -585,7 +585,7 @@ def write_search_efficiency(
     wall: float,
     results_dir: Path,
 ) -> None:
-    from nasfuse.validation.plots import ChartSeries, chart_image
+    from nasfuse.plots import ChartSeries, chart_image
 
     trials = int(recipe["search"]["trials"])
     marks = sorted({m for m in (5, 10, 20, 30, 50, 100, trials) if m <= trials})

@@ -43,64 +43,46 @@ def draw_scatter(
     Args:
         points: ``(accuracy, latency_ms)`` of the evaluated architectures.
         front: indices into ``points`` of the Pareto front.
-        infeasible: latencies (with sentinel accuracy) of infeasible suggestions, drawn as
-            grey crosses on the x axis.
+        infeasible: latencies (with sentinel accuracy) of infeasible suggestions, drawn
+            grey on the lowest accuracy shown.
 
     Returns:
         uint8 array of shape (H, W, 3).
     """
-    from PIL import Image, ImageDraw
+    from nasfuse.plots import ChartSeries, chart_image
 
-    width, height = size
-    left, right, top, bottom = 64, 16, 28, 44
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    all_lat = [p[1] for p in points] + [p[1] for p in infeasible]
-    accs = [p[0] for p in points]
-    if not all_lat:
-        draw.text((left, top), "no evaluated trials yet", fill="black")
-        return np.asarray(image)
-    lat_lo, lat_hi = min(all_lat), max(all_lat)
-    acc_lo, acc_hi = (min(accs), max(accs)) if accs else (0.0, 1.0)
-    lat_pad = (lat_hi - lat_lo) * 0.05 or max(lat_hi * 0.05, 1e-3)
-    acc_pad = (acc_hi - acc_lo) * 0.05 or 0.01
-    lat_lo, lat_hi = lat_lo - lat_pad, lat_hi + lat_pad
-    acc_lo, acc_hi = acc_lo - acc_pad, acc_hi + acc_pad
-
-    def to_xy(acc: float, lat: float) -> tuple[float, float]:
-        x = left + (lat - lat_lo) / (lat_hi - lat_lo) * (width - left - right)
-        y = height - bottom - (acc - acc_lo) / (acc_hi - acc_lo) * (height - top - bottom)
-        return x, y
-
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    for i in range(5):
-        lat = lat_lo + (lat_hi - lat_lo) * i / 4
-        acc = acc_lo + (acc_hi - acc_lo) * i / 4
-        x, _ = to_xy(acc_lo, lat)
-        _, y = to_xy(acc, lat_lo)
-        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
-        draw.text((x - 14, height - bottom + 6), f"{lat:.3g}", fill="black")
-        draw.line([left - 4, y, left, y], fill="black")
-        draw.text((4, y - 6), f"{acc:.3f}", fill="black")
-    draw.text((width // 2 - 40, height - 16), "latency (ms)", fill="black")
-    draw.text((left, 8), title or "accuracy vs latency (red: Pareto front)", fill="black")
-    for _acc, lat in infeasible:
-        x, y = to_xy(acc_lo, lat)
-        draw.line([x - 3, y - 3, x + 3, y + 3], fill=(150, 150, 150))
-        draw.line([x - 3, y + 3, x + 3, y - 3], fill=(150, 150, 150))
-    for acc, lat in points:
-        x, y = to_xy(acc, lat)
-        draw.ellipse([x - 3, y - 3, x + 3, y + 3], outline=(70, 110, 200))
-    front_xy = [to_xy(*points[i]) for i in front]
-    if len(front_xy) > 1:
-        steps = []
-        for (x0, y0), (x1, _y1) in zip(front_xy, front_xy[1:], strict=False):
-            steps += [(x0, y0), (x1, y0)]
-        steps.append(front_xy[-1])
-        draw.line(steps, fill=(220, 40, 40), width=1)
-    for x, y in front_xy:
-        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(220, 40, 40))
-    return np.asarray(image)
+    series = []
+    if points:
+        floor = min(acc for acc, _ in points)
+        if infeasible:
+            series.append(
+                ChartSeries(
+                    "infeasible",
+                    [lat for _, lat in infeasible],
+                    [floor] * len(infeasible),
+                    color=(150, 150, 150),
+                )
+            )
+        series.append(
+            ChartSeries(
+                "evaluated",
+                [lat for _, lat in points],
+                [acc for acc, _ in points],
+                color=(70, 110, 200),
+            )
+        )
+        front_points = [points[i] for i in front]
+        front_lat = [lat for _, lat in front_points]
+        front_acc = [acc for acc, _ in front_points]
+        series.append(ChartSeries("", front_lat, front_acc, lines=True, color=(220, 40, 40)))
+        series.append(ChartSeries("Pareto front", front_lat, front_acc, color=(220, 40, 40)))
+    return chart_image(
+        series,
+        title=title or "accuracy vs latency (red: Pareto front)",
+        x_label="latency (ms)",
+        y_label="accuracy",
+        size=size,
+    )
 
 
 def op_counts(

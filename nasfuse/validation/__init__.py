@@ -6,7 +6,7 @@
 - :func:`pick_archs_by_latency`: the picks; :func:`ranking_stats`: the statistics.
 - :func:`train_standalone`: many stand-alone trainings as Ray Tune trials, each kept on
   disk by architecture hash, seed and budget, so reruns and other tables reuse them.
-- :mod:`nasfuse.validation.plots`: small PNG charts without a plotting library.
+- charts are drawn by :mod:`nasfuse.plots`, shared with the search.
 
 Example:
     >>> result = validate_supernet("runs/supernet-resnet20-digits", ValidationConfig(archs=10))

@@ -342,7 +342,7 @@ def _write_tensorboard(log_dir: Path, report: Mapping[str, Any]) -> None:
     """Scatter image, statistics as scalars, and the table as text."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from nasfuse.validation.plots import ChartSeries, chart_image
+    from nasfuse.plots import ChartSeries, chart_image
 
     entries = report["archs"]
     ranking = report["ranking"]
