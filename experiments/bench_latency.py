@@ -51,9 +51,9 @@ def parse_args() -> argparse.Namespace:
         "--runs", type=int, default=30, help="timed runs per op and round (isolated)"
     )
     parser.add_argument(
-        "--network-runs", type=int, default=3, help="timed runs per network and round"
+        "--network-runs", type=int, default=8, help="timed runs per network and round"
     )
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per measurement")
     parser.add_argument(
         "--clock",
@@ -66,6 +66,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="measure the calibration sample, then the validation sample (default: both "
         "interleaved in one shuffled pass)",
+    )
+    parser.add_argument(
+        "--no-drift-control",
+        action="store_true",
+        help="do not measure the reference network between the others (see LatencyTable.build)",
     )
     parser.add_argument(
         "--noise-archs", type=int, default=6, help="validation archs measured twice"
@@ -94,6 +99,7 @@ def main() -> int:
         warmup=args.warmup,
         method=args.method,
         clock=args.clock,
+        drift_control=not args.no_drift_control,
     )
     build_seconds = table.measurement["build_seconds"]
     print(
@@ -110,27 +116,40 @@ def main() -> int:
     )
     measuring_started = time.perf_counter()
     if args.separate:
-        calibration_ms = table.measure(space, calibration_archs, desc="calibrate")
-        table.fit_calibration(calibration_archs, calibration_ms, seed=args.calibration_seed)
-        validation_ms = table.measure(space, validation_archs, desc="validate")
+        calibration = table.measure(space, calibration_archs, desc="calibrate")
+        validation = table.measure(space, validation_archs, desc="validate")
+        calibration_ms, validation_ms = calibration.ms, validation.ms
+        calibration_raw, validation_raw = calibration.raw_ms, validation.raw_ms
     else:
         # Both samples in one interleaved pass, in shuffled order: a change of the
         # machine's load during the run then shifts both alike instead of separating them.
         both = calibration_archs + validation_archs
         order = list(range(len(both)))
         random.Random(args.validation_seed + 1).shuffle(order)
-        shuffled_ms = table.measure(space, [both[i] for i in order], desc="calibrate+validate")
-        measured_both = [0.0] * len(both)
+        shuffled = table.measure(space, [both[i] for i in order], desc="calibrate+validate")
+        corrected_both, raw_both = [0.0] * len(both), [0.0] * len(both)
         for position, index in enumerate(order):
-            measured_both[index] = shuffled_ms[position]
-        calibration_ms = measured_both[: args.calibrate]
-        validation_ms = measured_both[args.calibrate :]
+            corrected_both[index] = shuffled.ms[position]
+            raw_both[index] = shuffled.raw_ms[position]
+        calibration_ms, validation_ms = (
+            corrected_both[: args.calibrate],
+            corrected_both[args.calibrate :],
+        )
+        calibration_raw, validation_raw = raw_both[: args.calibrate], raw_both[args.calibrate :]
     measuring_seconds = time.perf_counter() - measuring_started
+    drift = table.measurement.get("drift_reference_ms") is not None
+
+    # Without drift correction first (the same measurements, uncorrected), for comparison.
+    uncorrected = None
+    if drift:
+        table.fit_calibration(calibration_archs, calibration_raw, seed=args.calibration_seed)
+        uncorrected = table.score(validation_archs, validation_raw, seed=args.validation_seed)
+        print(f"  uncorrected measurements, calibrated table: {format_errors(uncorrected)}")
     record = table.fit_calibration(calibration_archs, calibration_ms, seed=args.calibration_seed)
     print(
-        f"calibrated on {args.calibrate} archs: scale {record['scale']:.3f}, offset "
-        f"{record['offset_ms']:+.2f} ms; in-sample {format_errors(record['before'])} before, "
-        f"{format_errors(record['after'])} after"
+        f"calibrated on {args.calibrate} archs: form {record['form']}, scale "
+        f"{record['scale']:.3f}, offset {record['offset_ms']:+.2f} ms; in-sample "
+        f"{format_errors(record['before'])} before, {format_errors(record['after'])} after"
     )
     result = table.score(validation_archs, validation_ms, seed=args.validation_seed)
     table.save(args.out / "table.json")
@@ -144,13 +163,20 @@ def main() -> int:
     print(f"  raw table:        {format_errors(result['raw'])}")
     print(f"  calibrated table: {format_errors(result)}")
 
-    noise = None
+    noise = noise_uncorrected = None
     if args.noise_archs:
         again = table.measure(space, validation_archs[: args.noise_archs], desc="re-measure")
-        noise = latency_errors(again, measured[: args.noise_archs])
+        noise = latency_errors(again.ms, measured[: args.noise_archs])
+        noise_uncorrected = latency_errors(again.raw_ms, validation_raw[: args.noise_archs])
         print(
-            f"  measurement noise (same {len(again)} archs measured twice): median "
+            f"  measurement noise (same {len(again.ms)} archs measured twice): median "
             f"{noise['median_abs_pct_error']:.2f}%, max {noise['max_abs_pct_error']:.2f}%"
+            + (
+                f" (uncorrected: median {noise_uncorrected['median_abs_pct_error']:.2f}%, "
+                f"max {noise_uncorrected['max_abs_pct_error']:.2f}%)"
+                if drift
+                else ""
+            )
         )
 
     met = {
@@ -180,6 +206,10 @@ def main() -> int:
         "calibration": {k: record[k] for k in ("scale", "offset_ms", "samples", "before", "after")},
         "validation": {k: v for k, v in result.items() if k not in ("archs",)},
         "noise": noise,
+        "drift_control": drift,
+        "uncorrected_validation": uncorrected
+        and {k: v for k, v in uncorrected.items() if k not in ("archs",)},
+        "noise_uncorrected": noise_uncorrected if drift else None,
         "targets_met": met,
         "args": {k: str(v) for k, v in vars(args).items()},
     }

@@ -15,18 +15,23 @@ import pytest
 import torch
 from torch import nn
 
+import nasfuse.latency.measure as measure_module
 import nasfuse.latency.table as table_module
 from nasfuse.cli import main
 from nasfuse.latency import (
     LatencyStats,
     LatencyTable,
     LatencyTableError,
+    RatioStats,
     default_table_path,
     latency_errors,
+    measure_archs,
     measure_latency,
+    measure_ratio,
     random_arch,
 )
 from nasfuse.ops import create_op
+from nasfuse.supernet import build_model
 
 FAST = {"warmup": 1, "runs": 3, "rounds": 1, "network_runs": 2, "progress": False, "threads": 1}
 
@@ -204,12 +209,20 @@ def test_sites_of_one_shape_share_measurements(tiny_space, monkeypatch, method) 
         for _ in range(warmup + runs):
             model(value)  # the network method reads the timers the calls fill
         first = value if isinstance(value, torch.Tensor) else value[0]
-        measured.append(type(model).__name__)
+        measured.append("alone")
         return LatencyStats(
             1.0, 0.9, 1.1, 1.0, runs, first.shape[0], tuple(first.shape), "cpu:x", 1
         )
 
+    def fake_ratio(model, reference, inputs=None, warmup=0, runs=1, **options):
+        for _ in range(warmup + runs):
+            model(inputs)
+        assert not any(isinstance(m, table_module._TimedFusion) for m in reference.modules())
+        measured.append("against the reference")
+        return RatioStats(1.0, 1.0, 1.0, 1.0, 1.0, runs, "cpu:x", 1)
+
     monkeypatch.setattr(table_module, "measure_latency", fake_measure)
+    monkeypatch.setattr(table_module, "measure_ratio", fake_ratio)
     table = LatencyTable.build(tiny_space, batch_size=2, method=method, **FAST)
     distinct: dict[tuple, set] = {}
     for site in tiny_space.sites.values():
@@ -222,9 +235,11 @@ def test_sites_of_one_shape_share_measurements(tiny_space, monkeypatch, method) 
         # one measurement per (shape, op) entry plus one for the reference network
         assert len(measured) == expected_entries + 1
     else:
-        # one network per op, whatever the number of sites and shapes
+        # one network per op, whatever the number of sites and shapes, each timed
+        # against the reference network (which has no timers)
         all_ops = {op for site in tiny_space.sites.values() for op in site.ops}
         assert len(measured) == len(all_ops) == table.measurement["measurements"]
+        assert set(measured) == {"against the reference"}
 
 
 def test_network_entries_account_for_the_reference_network(tiny_space, tiny_table) -> None:
@@ -416,6 +431,9 @@ def test_cli_measure_prints_stats_and_the_table_prediction(
     assert result["predicted_ms"] == pytest.approx(tiny_table.predict(arch))
     assert result["threads"] == tiny_table.threads and result["device"] == tiny_table.device
     assert 0 < result["p10_ms"] <= result["median_ms"] <= result["p90_ms"]
+    # the tiny table has drift control: the arch is also timed against its reference
+    assert tiny_table.measurement["drift_reference_ms"] is not None
+    assert result["at_table_speed_ms"] > 0
 
 
 def test_corrected_entries_reproduce_each_per_op_network(tiny_space) -> None:
@@ -428,3 +446,85 @@ def test_corrected_entries_reproduce_each_per_op_network(tiny_space) -> None:
             continue  # a factor taken for noise is not applied
         arch = {name: op if op in site.ops else "add" for name, site in tiny_space.sites.items()}
         assert table.predict_raw(arch) == pytest.approx(network["measured_ms"])
+    with pytest.raises(ValueError, match="corrected already"):
+        table.correct_entries()
+
+
+class _FakeClock:
+    """A clock that only the fake models below advance; the machine slows as it runs."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self.speed = 1.0
+
+    def perf_counter_ns(self) -> int:
+        return self.ns
+
+
+class _Costs(nn.Module):
+    """Takes ``ms`` on the fake clock, times its speed, which then drops by 5%."""
+
+    def __init__(self, clock: _FakeClock, ms: float) -> None:
+        super().__init__()
+        self.clock, self.ms = clock, ms
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.ns += round(self.ms * 1e6 * self.clock.speed)
+        self.clock.speed += 0.05
+        return x
+
+
+def test_measure_ratio_takes_out_a_steady_drift(monkeypatch) -> None:
+    clock = _FakeClock()
+    monkeypatch.setattr(measure_module, "time", clock)
+    model, reference = _Costs(clock, 3.0), _Costs(clock, 2.0)
+    alone = measure_latency(model, inputs=torch.zeros(1, 1), warmup=1, runs=6, threads=1)
+    assert alone.p90_ms > 1.1 * alone.p10_ms  # the times drift...
+    stats = measure_ratio(model, reference, inputs=torch.zeros(1, 1), warmup=1, runs=6, threads=1)
+    # ...and every ratio to the mean of its neighbouring reference runs is exact
+    assert stats.ratio == pytest.approx(1.5, rel=1e-6)
+    assert stats.p10 == pytest.approx(1.5, rel=1e-6) and stats.p90 == pytest.approx(1.5, rel=1e-6)
+    assert stats.model_ms > 3.0 and stats.reference_ms > 2.0
+
+
+def test_tables_take_out_drift_with_the_reference_network(tiny_space, monkeypatch) -> None:
+    # Fake timings: every model "takes" its parameter count in µs, times a machine speed
+    # that slows by 5% with every measurement; the ratio to the reference is exact.
+    calls = 0
+
+    def params(model: nn.Module) -> float:
+        return sum(p.numel() for p in model.parameters()) / 1000
+
+    def speed() -> float:
+        nonlocal calls
+        calls += 1
+        return 1 + 0.05 * calls
+
+    def fake_measure(model, inputs=None, runs=1, **options):
+        ms = params(model) * speed()
+        return LatencyStats(ms, ms, ms, ms, runs, 2, (2,), "cpu:x", 1)
+
+    def fake_ratio(model, reference, inputs=None, runs=1, **options):
+        now = speed()
+        ratio = params(model) / params(reference)
+        model_ms, reference_ms = params(model) * now, params(reference) * now
+        return RatioStats(ratio, ratio, ratio, model_ms, reference_ms, runs, "cpu:x", 1)
+
+    monkeypatch.setattr(table_module, "measure_latency", fake_measure)
+    monkeypatch.setattr(table_module, "measure_ratio", fake_ratio)
+    archs = [random_arch(tiny_space, random.Random(seed)) for seed in range(4)]
+    reference = tiny_space.uniform_arch("add")
+
+    def arch_params(arch) -> float:
+        return params(build_model(tiny_space, arch, num_classes=10))
+
+    options = {"batch_size": 2, "threads": 1, "warmup": 0, "runs": 1, "rounds": 2}
+    corrected = measure_archs(
+        tiny_space, archs, reference_arch=reference, reference_ms=7.0, **options
+    )
+    expected = [7.0 * arch_params(arch) / arch_params(reference) for arch in archs]
+    assert corrected == pytest.approx(expected, rel=1e-9)
+
+    plain = measure_archs(tiny_space, archs, **options)
+    drift = [ms / arch_params(arch) for ms, arch in zip(plain, archs, strict=True)]
+    assert drift == sorted(drift) and drift[-1] > 1.05 * drift[0]

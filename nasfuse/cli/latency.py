@@ -70,9 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--runs", type=int, default=30, help="timed runs per op and round (default 30)"
     )
     build.add_argument(
-        "--network-runs", type=int, default=5, help="timed runs per network and round (default 5)"
+        "--network-runs", type=int, default=8, help="timed runs per network and round (default 8)"
     )
-    build.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    build.add_argument("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
     build.add_argument(
         "--warmup", type=int, default=2, help="untimed runs per measurement (default 2)"
     )
@@ -84,6 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument(
         "--channels-last", action="store_true", help="measure in channels_last memory format"
+    )
+    build.add_argument(
+        "--no-drift-control",
+        dest="drift_control",
+        action="store_false",
+        help="time networks alone, not against the all-add network in turn (see README)",
     )
     _add_clock_option(build)
     build.set_defaults(func=_build)
@@ -141,6 +147,7 @@ def _build(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         method=args.method,
         clock=args.clock,
+        drift_control=args.drift_control,
     )
     print(
         f"latency table for {space.name} ({len(table.sites)} sites, "
@@ -152,7 +159,8 @@ def _build(args: argparse.Namespace) -> int:
     if args.calibrate:
         record = table.calibrate(space, samples=args.calibrate, seed=args.seed)
         print(
-            f"calibrated on {record['samples']} archs: scale {record['scale']:.3f}, offset "
+            f"calibrated on {record['samples']} archs ({record['form']}): scale "
+            f"{record['scale']:.3f}, offset "
             f"{record['offset_ms']:+.2f} ms; {format_errors(record['before'])} before, "
             f"{format_errors(record['after'])} after (in-sample), on {table.device}"
         )
@@ -195,12 +203,32 @@ def _measure(args: argparse.Namespace) -> int:
         clock=clock or "wall",
     )
     predicted = table.predict(arch) if table is not None else None
+    # A table with drift control predicts latency at the machine's speed while it was
+    # built; measured against its reference network, the arch is on the same footing.
+    at_table_speed = None
+    if table is not None and table.measurement.get("drift_reference_ms") is not None:
+        (at_table_speed,) = table.measure(space, [arch], progress=False).ms
     if args.json:
-        print(json.dumps({**stats.to_dict(), "arch": str(args.arch), "predicted_ms": predicted}))
+        print(
+            json.dumps(
+                {
+                    **stats.to_dict(),
+                    "arch": str(args.arch),
+                    "predicted_ms": predicted,
+                    "at_table_speed_ms": at_table_speed,
+                }
+            )
+        )
         return 0
     print(f"{args.arch}: {stats}")
     if predicted is not None:
-        error = (predicted - stats.median_ms) / stats.median_ms * 100
+        compared = at_table_speed if at_table_speed is not None else stats.median_ms
+        error = (predicted - compared) / compared * 100
+        if at_table_speed is not None:
+            print(
+                f"against the table's reference network, at the speed it had while the table "
+                f"was built: {at_table_speed:.3f} ms"
+            )
         print(f"table {args.table} predicts {predicted:.3f} ms ({error:+.1f}%) on {stats.device}")
     return 0
 

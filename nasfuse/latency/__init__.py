@@ -9,10 +9,11 @@ Example:
 
 from __future__ import annotations
 
-from nasfuse.latency.measure import LatencyStats, measure_latency
+from nasfuse.latency.measure import LatencyStats, RatioStats, measure_latency, measure_ratio
 from nasfuse.latency.table import (
     LatencyTable,
     LatencyTableError,
+    Measurements,
     default_table_path,
     format_errors,
     latency_errors,
@@ -24,10 +25,13 @@ __all__ = [
     "LatencyStats",
     "LatencyTable",
     "LatencyTableError",
+    "Measurements",
+    "RatioStats",
     "default_table_path",
     "format_errors",
     "latency_errors",
     "measure_archs",
     "measure_latency",
+    "measure_ratio",
     "random_arch",
 ]

@@ -19,6 +19,13 @@ and offset fitted by least squares (or only one of them, whichever predicts left
 samples best); the errors before and after are recorded. :meth:`LatencyTable.validate`
 reports the same errors on a fresh sample that excludes every calibration architecture.
 
+Drift control (on by default with ``method="network"``): every network the table measures,
+while building and afterwards in :meth:`LatencyTable.measure`, is timed against the
+all-``add`` network, one forward pass of each in turn (:func:`measure_ratio`), and its
+latency is that ratio times the all-``add`` latency while the table was built
+(``measurement.drift_reference_ms``). The machine's speed drifting between the build and a
+later measurement then moves neither.
+
 File format (JSON, ``format: nasfuse-latency-table/1``): ``key`` (what the table is only
 valid for: device, torch, batch_size, input_size, in_chans, dtype, channels_last, threads,
 clock, space_hash), ``space`` (name, source, options), ``measurement`` (how it was measured, how
@@ -34,6 +41,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +55,7 @@ from nasfuse.latency.measure import (
     ModelInputs,
     device_name_at,
     measure_latency,
+    measure_ratio,
     thread_count,
 )
 from nasfuse.ops import create_op
@@ -55,6 +64,7 @@ from nasfuse.runtime import default_device
 __all__ = [
     "LatencyTable",
     "LatencyTableError",
+    "Measurements",
     "default_table_path",
     "format_errors",
     "latency_errors",
@@ -147,6 +157,25 @@ def format_errors(errors: Mapping[str, Any]) -> str:
     )
 
 
+@dataclass
+class Measurements:
+    """Latencies measured in one interleaved pass (see :func:`_measure_interleaved`).
+
+    Attributes:
+        ms: latency of each model (ms): the median of its round medians, each multiplied
+            by its drift factor.
+        factors: per model, per round, the factor its raw times were multiplied by (1
+            without a reference).
+        reference_ms: the reference's latency the times were brought to (None without one).
+        raw_ms: each model's median of its uncorrected round medians.
+    """
+
+    ms: list[float]
+    factors: list[list[float]]
+    reference_ms: float | None
+    raw_ms: list[float]
+
+
 def _measure_interleaved(
     jobs: Sequence[tuple[nn.Module, ModelInputs]],
     rounds: int,
@@ -159,32 +188,58 @@ def _measure_interleaved(
     desc: str,
     clock: str = "wall",
     after_each: Callable[[int], None] | None = None,
-) -> list[float]:
+    reference: nn.Module | None = None,
+    reference_ms: float | None = None,
+) -> Measurements:
     """Median latency (ms) of each job, measured in ``rounds`` interleaved passes.
 
     A burst of load from another process then lands on a few runs of many jobs rather
     than on every run of one job; each job's latency is the median of its round medians.
     ``after_each(index)`` runs after every measurement of job ``index``.
+
+    With a ``reference`` network (which must take every job's inputs), the machine's
+    speed drift is taken out: each job is timed against it with :func:`measure_ratio`
+    (one forward pass of each in turn), and its latency is its ratio times
+    ``reference_ms`` (default: the median time of the reference over this pass). A
+    shared host drifts: on the 2-core VM this was written on, one network's time wandered
+    between 500 and 660 ms within a minute, with the thread's CPU time equal to its wall
+    time (no preemption; the core itself ran slower).
     """
-    medians: list[list[float]] = [[] for _ in jobs]
+    options = {
+        "device": device,
+        "warmup": warmup,
+        "runs": runs,
+        "channels_last": channels_last,
+        "threads": threads,
+        "clock": clock,
+    }
+    raw: list[list[float]] = [[] for _ in jobs]
+    ratios: list[list[float]] = [[] for _ in jobs]
+    reference_medians: list[float] = []
     with tqdm(total=rounds * len(jobs), desc=desc, disable=not progress, unit="meas") as bar:
         for _ in range(rounds):
             for index, (model, inputs) in enumerate(jobs):
-                stats = measure_latency(
-                    model,
-                    device=device,
-                    warmup=warmup,
-                    runs=runs,
-                    channels_last=channels_last,
-                    threads=threads,
-                    inputs=inputs,
-                    clock=clock,
-                )
-                medians[index].append(stats.median_ms)
+                if reference is None:
+                    raw[index].append(measure_latency(model, inputs=inputs, **options).median_ms)
+                else:
+                    stats = measure_ratio(model, reference, inputs=inputs, **options)
+                    raw[index].append(stats.model_ms)
+                    ratios[index].append(stats.ratio)
+                    reference_medians.append(stats.reference_ms)
                 if after_each is not None:
                     after_each(index)
                 bar.update()
-    return [statistics.median(values) for values in medians]
+    raw_ms = [statistics.median(values) for values in raw]
+    if reference is None:
+        return Measurements(raw_ms, [[1.0] * len(values) for values in raw], None, raw_ms)
+    target = reference_ms if reference_ms is not None else statistics.median(reference_medians)
+    # the factor that takes each measurement's median time to its corrected latency
+    factors = [
+        [target * ratio / ms for ratio, ms in zip(job_ratios, job_raw, strict=True)]
+        for job_ratios, job_raw in zip(ratios, raw, strict=True)
+    ]
+    ms = [target * statistics.median(job_ratios) for job_ratios in ratios]
+    return Measurements(ms, factors, float(target), raw_ms)
 
 
 def _network_input(space: Any, batch_size: int, dtype: torch.dtype) -> torch.Tensor:
@@ -206,23 +261,54 @@ def measure_archs(
     progress: bool = False,
     desc: str = "measure archs",
     clock: str = "wall",
+    reference_arch: Mapping[str, str] | None = None,
+    reference_ms: float | None = None,
 ) -> list[float]:
     """End-to-end median latency (ms) of each architecture, built with ``build_model``.
 
     Every model is measured ``rounds`` times, ``runs`` timed runs each, the rounds
-    interleaved across the architectures (see :func:`_measure_interleaved`).
+    interleaved across the architectures. With ``reference_arch``, each architecture is
+    timed against that network, one forward pass of each in turn, which takes out the
+    machine's speed drift (see :func:`_measure_interleaved`); the latencies are then at the
+    speed at which the reference takes ``reference_ms`` (default: its median over this
+    pass).
     """
+    target = torch.device(device) if device is not None else default_device()
+    jobs = _arch_jobs(space, archs, batch_size, dtype, num_classes)
+    reference = None
+    if reference_arch is not None:
+        ((reference, _),) = _arch_jobs(space, [reference_arch], batch_size, dtype, num_classes)
+    return _measure_interleaved(
+        jobs,
+        rounds,
+        runs,
+        warmup,
+        target,
+        threads,
+        channels_last,
+        progress,
+        desc,
+        clock,
+        reference=reference,
+        reference_ms=reference_ms,
+    ).ms
+
+
+def _arch_jobs(
+    space: Any,
+    archs: Sequence[Mapping[str, str]],
+    batch_size: int,
+    dtype: torch.dtype,
+    num_classes: int,
+) -> list[tuple[nn.Module, torch.Tensor]]:
+    """Each arch's network (``build_model``) with one random input batch they share."""
     from nasfuse.supernet import build_model
 
-    target = torch.device(device) if device is not None else default_device()
     example = _network_input(space, batch_size, dtype)
-    jobs = []
-    for arch in archs:
-        model = build_model(space, dict(arch), num_classes=num_classes).to(dtype)
-        jobs.append((model, example))
-    return _measure_interleaved(
-        jobs, rounds, runs, warmup, target, threads, channels_last, progress, desc, clock
-    )
+    return [
+        (build_model(space, dict(arch), num_classes=num_classes).to(dtype), example)
+        for arch in archs
+    ]
 
 
 def _reference_arch(
@@ -290,7 +376,7 @@ def _isolated_entries(
         for op in ops:
             jobs.append((create_op(op, channels, num_inputs).to(dtype), make_inputs))
             labels.append((key, op))
-    medians = _measure_interleaved(jobs, runs=runs, desc="ops", **options)
+    medians = _measure_interleaved(jobs, runs=runs, desc="ops", **options).ms
     entries: dict[str, dict[str, float]] = {key: {} for key in shape_ops}
     for (key, op), median in zip(labels, medians, strict=True):
         entries[key][op] = median
@@ -343,14 +429,24 @@ def _network_entries(
     num_classes: int,
     progress: bool,
     clock: str,
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    reference_arch: Mapping[str, str] | None,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], float | None]:
     """Entries timed inside the network: one network per op, a timer around each site.
+
+    With ``reference_arch``, that network (without timers) is measured between the
+    per-op networks to take out the machine's speed drift (see
+    :func:`_measure_interleaved`); the site timers are corrected by the same factor as
+    their network.
 
     Returns:
         ``entries`` (shape -> op -> ms, the mean over the sites of that shape of each
-        site's median time) and, per op, the network's end-to-end median and the sum of
-        its sites' times (``measured_ms``, ``fusion_ms``).
+        site's median time); per op, the network's end-to-end median, the same without
+        drift correction and the sum of its sites' times (``measured_ms``,
+        ``uncorrected_ms``, ``fusion_ms``, ``own_ms``); and the reference's latency the
+        times were brought to (None without a reference).
     """
+    from nasfuse.supernet import build_model
+
     all_ops: list[str] = []
     for info in sites.values():
         all_ops.extend(op for op in info["ops"] if op not in all_ops)
@@ -372,17 +468,18 @@ def _network_entries(
         model = space.build(make_fusion, num_classes, space.in_chans).to(dtype)
         networks.append((op, arch, model, timers))
 
-    site_times: dict[tuple[str, str], list[float]] = {}
+    # per network, per round: each site's timed calls (ms, not yet drift-corrected)
+    rounds_seen: list[list[dict[str, list[float]]]] = [[] for _ in networks]
 
     def collect(index: int) -> None:
-        _, arch, _, timers = networks[index]
-        for name, timer in timers.items():
-            timed = timer.times_ms()[warmup:]  # the warm-up calls come first
-            site_times.setdefault((name, arch[name]), []).extend(timed)
+        timers = networks[index][3]
+        # the warm-up calls come first
+        rounds_seen[index].append({name: t.times_ms()[warmup:] for name, t in timers.items()})
+        for timer in timers.values():
             timer.calls.clear()
 
     jobs = [(model, example) for _, _, model, _ in networks]
-    network_ms = _measure_interleaved(
+    measured = _measure_interleaved(
         jobs,
         rounds,
         runs,
@@ -394,7 +491,15 @@ def _network_entries(
         "networks",
         clock,
         after_each=collect,
+        reference=build_model(space, reference_arch, num_classes).to(dtype)
+        if reference_arch is not None
+        else None,
     )
+    site_times: dict[tuple[str, str], list[float]] = {}
+    for (_, arch, _, _), seen, factors in zip(networks, rounds_seen, measured.factors, strict=True):
+        for times, factor in zip(seen, factors, strict=True):
+            for name, calls in times.items():
+                site_times.setdefault((name, arch[name]), []).extend(t * factor for t in calls)
 
     per_shape: dict[str, dict[str, list[float]]] = {}
     for (name, op), times in site_times.items():
@@ -406,11 +511,18 @@ def _network_entries(
         for key, ops in per_shape.items()
     }
     summary = {}
-    for (op, arch, _, _), measured in zip(networks, network_ms, strict=True):
+    for (op, arch, _, _), network_ms, raw_ms in zip(
+        networks, measured.ms, measured.raw_ms, strict=True
+    ):
         fusion = sum(entries[sites[name]["shape"]][arch[name]] for name in sites)
         own = sum(entries[sites[name]["shape"]][op] for name in sites if arch[name] == op)
-        summary[op] = {"measured_ms": measured, "fusion_ms": fusion, "own_ms": own}
-    return entries, summary
+        summary[op] = {
+            "measured_ms": network_ms,
+            "uncorrected_ms": raw_ms,
+            "fusion_ms": fusion,
+            "own_ms": own,
+        }
+    return entries, summary, measured.reference_ms
 
 
 # Simplest first: on a tie the simpler correction wins, and "none" keeps the table as built.
@@ -520,13 +632,14 @@ class LatencyTable:
         dtype: torch.dtype = torch.float32,
         warmup: int = 2,
         runs: int = 30,
-        rounds: int = 2,
-        network_runs: int = 5,
+        rounds: int = 1,
+        network_runs: int = 8,
         num_classes: int = 10,
         progress: bool = True,
         clock: str = "wall",
         method: str = "network",
         correct_entries: bool = False,
+        drift_control: bool = True,
     ) -> LatencyTable:
         """Measure every (shape, op) entry and the base of ``space``.
 
@@ -557,8 +670,14 @@ class LatencyTable:
                 the table predicts each per-op network's measured end-to-end time exactly
                 (what an op changes in the layers around it, such as cache contents, is
                 then charged to the op). The factors are recorded under
-                ``reference.networks.<op>.correction``. Off by default: on hrnet_lite it
-                did not predict held-out architectures better than the timed entries.
+                ``reference.networks.<op>.correction``. See :meth:`correct_entries`.
+                Off by default; ``experiments/README.md`` compares the two.
+            drift_control: with ``method="network"``, measure the reference network (``add``
+                wherever allowed) between the per-op networks, and later between the
+                architectures :meth:`measure` times, so that a drift of the machine's speed
+                during or after the build changes the figures as little as possible (see
+                :func:`_measure_interleaved`); everything is then expressed at the speed the
+                reference had while the table was built (``measurement.reference_ms``).
         """
         started = time.perf_counter()
         target = torch.device(device) if device is not None else default_device()
@@ -592,17 +711,20 @@ class LatencyTable:
             )
             networks: dict[str, dict[str, float]] = {}
             measurements = sum(len(ops) for ops in shape_ops.values()) + 1
+            drift_reference_ms = None
         elif method == "network":
-            entries, networks = _network_entries(
-                space, sites, runs=network_runs, num_classes=num_classes, **options
-            )
             # the add network: add wherever allowed, the site's first op elsewhere
             reference_arch = {name: _fallback_op(info) for name, info in sites.items()}
+            entries, networks, drift_reference_ms = _network_entries(
+                space,
+                sites,
+                runs=network_runs,
+                num_classes=num_classes,
+                reference_arch=reference_arch if drift_control else None,
+                **options,
+            )
             if "add" in networks:  # the add network is the reference
                 reference_ms = networks["add"]["measured_ms"]
-                if correct_entries:
-                    base = reference_ms - networks["add"]["fusion_ms"]
-                    _match_network_totals(entries, networks, base)
             else:
                 (reference_ms,) = measure_archs(
                     space, [reference_arch], runs=network_runs, num_classes=num_classes, **options
@@ -641,6 +763,8 @@ class LatencyTable:
                 "network_runs": network_runs,
                 "num_classes": num_classes,
                 "method": method,
+                # the reference's latency every figure is expressed at (None: no drift control)
+                "drift_reference_ms": drift_reference_ms,
                 "op_entries": sum(len(ops) for ops in entries.values()),
                 "measurements": measurements,
                 "sites": len(sites),
@@ -656,7 +780,28 @@ class LatencyTable:
                 "networks": networks,
             },
         )
+        if correct_entries:
+            table.correct_entries()
         return table
+
+    def correct_entries(self) -> None:
+        """Scale each op's entries so that the table predicts its per-op network exactly.
+
+        The timers see an op's own time only; what it changes in the layers around it
+        (cache contents, say) is then charged to it too. The factors are recorded under
+        ``reference.networks.<op>.correction``. Needs a table built with
+        ``method="network"`` around the ``add`` network; refuses to correct twice.
+        """
+        networks = self.reference.get("networks") or {}
+        if "add" not in networks:
+            raise ValueError(
+                "entries can only be corrected in a table built with method='network' whose "
+                "spaces allow 'add'"
+            )
+        if self.measurement.get("entries_corrected"):
+            raise ValueError("this table's entries are corrected already")
+        _match_network_totals(self.entries, networks, self.base_ms)
+        self.measurement["entries_corrected"] = True
 
     # -- predicting ----------------------------------------------------------------------
     def entry(self, site: str, op: str) -> float:
@@ -732,28 +877,42 @@ class LatencyTable:
         rounds: int | None = None,
         progress: bool = True,
         desc: str = "measure archs",
-    ) -> list[float]:
-        """End-to-end latency (ms) of ``archs``, measured the way this table was built.
+    ) -> Measurements:
+        """End-to-end latency of ``archs``, measured the way this table was built.
 
         Same device, threads, clock, batch size, dtype and memory format; ``runs`` and
-        ``rounds`` default to the table's ``network_runs`` and ``rounds``.
+        ``rounds`` default to the table's ``network_runs`` and ``rounds``. A table built
+        with drift control times each architecture against its reference network and
+        gives the latencies at the speed the reference had while the table was built.
+
+        Returns:
+            :class:`Measurements`: ``.ms`` holds the latencies (ms), ``.raw_ms`` the
+            times without drift correction.
         """
         self._check_space(space)
-        return measure_archs(
-            space,
-            archs,
-            batch_size=self.batch_size,
+        drift_reference_ms = self.measurement.get("drift_reference_ms")
+        options = {
+            "batch_size": self.batch_size,
+            "dtype": getattr(torch, self.key["dtype"]),
+            "num_classes": int(self.measurement.get("num_classes", 10)),
+        }
+        reference = None
+        if drift_reference_ms is not None:
+            add_network = {name: _fallback_op(info) for name, info in self.sites.items()}
+            ((reference, _),) = _arch_jobs(space, [add_network], **options)
+        return _measure_interleaved(
+            _arch_jobs(space, archs, **options),
+            rounds=rounds if rounds is not None else int(self.measurement.get("rounds", 2)),
+            runs=runs if runs is not None else int(self.measurement.get("network_runs", 5)),
+            warmup=int(self.measurement.get("warmup", 2)),
             device=self._torch_device(),
             threads=self.threads,
-            warmup=int(self.measurement.get("warmup", 2)),
-            runs=runs if runs is not None else int(self.measurement.get("network_runs", 5)),
-            rounds=rounds if rounds is not None else int(self.measurement.get("rounds", 2)),
             channels_last=bool(self.key["channels_last"]),
-            dtype=getattr(torch, self.key["dtype"]),
-            num_classes=int(self.measurement.get("num_classes", 10)),
             progress=progress,
             desc=desc,
             clock=self.clock,
+            reference=reference,
+            reference_ms=drift_reference_ms,
         )
 
     def calibration_archs(self) -> list[dict[str, str]]:
@@ -778,7 +937,7 @@ class LatencyTable:
         if samples < 2:
             raise ValueError(f"calibration needs at least 2 architectures, got {samples}")
         archs = self.sample_archs(space, samples, rng if rng is not None else random.Random(seed))
-        measured = self.measure(space, archs, runs, rounds, progress, "calibrate")
+        measured = self.measure(space, archs, runs, rounds, progress, "calibrate").ms
         return self.fit_calibration(archs, measured, seed=seed if rng is None else None)
 
     def fit_calibration(
@@ -843,7 +1002,7 @@ class LatencyTable:
         archs = self.sample_archs(
             space, samples, random.Random(seed), exclude=self.calibration_archs()
         )
-        measured = self.measure(space, archs, runs, rounds, progress, "validate")
+        measured = self.measure(space, archs, runs, rounds, progress, "validate").ms
         return self.score(archs, measured, seed=seed)
 
     def score(
