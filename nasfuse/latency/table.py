@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from nasfuse.files import atomic_write_text
 from nasfuse.latency.measure import (
@@ -59,6 +58,7 @@ from nasfuse.latency.measure import (
     thread_count,
 )
 from nasfuse.ops import create_op
+from nasfuse.progress import progress_bar
 from nasfuse.runtime import default_device
 
 __all__ = [
@@ -216,7 +216,9 @@ def _measure_interleaved(
     raw: list[list[float]] = [[] for _ in jobs]
     ratios: list[list[float]] = [[] for _ in jobs]
     reference_medians: list[float] = []
-    with tqdm(total=rounds * len(jobs), desc=desc, disable=not progress, unit="meas") as bar:
+    with progress_bar(
+        total=rounds * len(jobs), desc=desc, disable=not progress, unit="meas"
+    ) as bar:
         for _ in range(rounds):
             for index, (model, inputs) in enumerate(jobs):
                 if reference is None:

@@ -170,9 +170,9 @@ def search_architectures(
     searcher._listeners.append(recorder)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from nasfuse.progress import progress_bar
 
-        bar = tqdm(
+        bar = progress_bar(
             total=n_trials,
             initial=min(searcher.counted_trials, n_trials),
             desc="search",

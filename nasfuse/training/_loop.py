@@ -214,12 +214,12 @@ def train_one_epoch(
     Returns:
         The epoch's mean loss and accuracy over all ranks, and its number of steps.
     """
-    from tqdm import tqdm
+    from nasfuse.progress import progress_bar
 
     model.train()
     loss_sum = correct = seen = 0.0
     steps = 0
-    bar = tqdm(
+    bar = progress_bar(
         loader,
         desc=description,
         disable=not (progress and context.is_main),

@@ -132,12 +132,11 @@ def _score_on_supernet(
     supernet: Any, picks: Sequence[PickedArch], bundle: Any, calib_batches: int
 ) -> list[tuple[float, float]]:
     """``(accuracy after BN recalibration, accuracy with the supernet's own BN statistics)``."""
-    from tqdm import tqdm
-
+    from nasfuse.progress import progress_bar
     from nasfuse.training import evaluate_arch, preserved_bn_stats
 
     scores = []
-    for pick in tqdm(picks, desc="supernet scores", unit="arch"):
+    for pick in progress_bar(picks, desc="supernet scores", unit="arch"):
         with preserved_bn_stats(supernet):
             recalibrated = evaluate_arch(supernet, pick.arch, bundle, calib_batches)
         # Outside the block the statistics are the trained supernet's again.
