@@ -184,7 +184,9 @@ def search_architectures(
             if record.status != "interrupted":
                 bar.update(1)
                 if record.on_objectives:
-                    bar.set_postfix_str(f"acc {record.accuracy:.3f}, {record.latency_ms:.2f} ms")
+                    bar.set_postfix_str(
+                        f"acc {record.accuracy:.3f}, {record.latency_ms:.2f} ms", refresh=False
+                    )
 
         searcher._listeners.append(advance)
 

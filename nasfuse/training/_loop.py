@@ -254,7 +254,7 @@ def train_one_epoch(
         loss_sum += float(loss.detach()) * batch
         correct += float((logits.detach().argmax(dim=1) == labels).sum())
         seen += batch
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
     bar.close()
     loss_sum, correct, seen = all_reduce_sums([loss_sum, correct, seen], context)
     return EpochResult(loss_sum / max(seen, 1.0), correct / max(seen, 1.0), steps)
