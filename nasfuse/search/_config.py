@@ -23,7 +23,8 @@ class SearchConfig:
         space_options: overrides applied when loading the space (``width_mult`` and so on).
         dataset: ``digits`` (ships with scikit-learn), ``cifar10``, ``cifar100`` or a folder.
         data_dir: where real datasets live.
-        budget: ``quick`` (< 10 min on 2 CPU cores), ``default`` (< 30 min), ``full`` (GPU).
+        budget: ``quick`` (about 2 min on 2 CPU cores), ``default`` (about 11 min there),
+            ``full`` (GPU).
         trials: number of Optuna trials (evaluated, cached, infeasible and failed ones all
             count; trials cut short by a kill do not). None: the budget's.
         supernet_epochs: None: the budget's.
