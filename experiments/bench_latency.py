@@ -7,9 +7,9 @@ seed; calibration archs excluded) and prints median absolute % error, the share 
 measurement of a few validation archs gives the measurement noise to compare the errors
 with. Results go to ``<out>/bench_latency.json`` and the table to ``<out>/table.json``.
 
-Run (about 9 minutes on this 2-core CPU with the defaults: 509 s with one other busy
-process, 826 s with four; ``--clock thread`` measures CPU time of the measuring thread
-instead of latency, for a machine busy with other work):
+Run (about 8.5 minutes with the defaults on a quiet 2-core CPU: 504 s; ``--clock thread``
+measures CPU time of the measuring thread instead of latency, for a machine busy with
+other work):
 
     python experiments/bench_latency.py
 

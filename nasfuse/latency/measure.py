@@ -380,9 +380,10 @@ def measure_ratio(
     reference runs just before and after it. On a host whose speed drifts (a shared
     VM, frequency scaling) neighbouring runs see nearly the same speed, so the ratio
     stays steady while the times themselves wander: on the 2-core VM this was written
-    on, the same six networks measured three times differed by 5% (median) in time and
-    by 0.7% in ratio to the all-``add`` network, at 8 runs each. Both models take the
-    same inputs; the other arguments are those of :func:`measure_latency`.
+    on, while its speed drifted, the same six networks measured three times differed by
+    5% (median) in time and by 0.7% in ratio to the all-``add`` network, at 8 runs each
+    (on the steady machine, both by about 1%). Both models take the same inputs; the
+    other arguments are those of :func:`measure_latency`.
     """
     target = _check_options(runs, warmup, device, clock)
     name = device_name_at(target, threads)

@@ -275,42 +275,67 @@ def measure_archs(
     speed at which the reference takes ``reference_ms`` (default: its median over this
     pass).
     """
-    target = torch.device(device) if device is not None else default_device()
-    jobs = _arch_jobs(space, archs, batch_size, dtype, num_classes)
-    reference = None
-    if reference_arch is not None:
-        ((reference, _),) = _arch_jobs(space, [reference_arch], batch_size, dtype, num_classes)
-    return _measure_interleaved(
-        jobs,
-        rounds,
-        runs,
-        warmup,
-        target,
-        threads,
-        channels_last,
-        progress,
-        desc,
-        clock,
-        reference=reference,
-        reference_ms=reference_ms,
+    return _measure_networks(
+        space,
+        archs,
+        reference_arch,
+        reference_ms,
+        batch_size=batch_size,
+        dtype=dtype,
+        num_classes=num_classes,
+        rounds=rounds,
+        runs=runs,
+        warmup=warmup,
+        device=torch.device(device) if device is not None else default_device(),
+        threads=threads,
+        channels_last=channels_last,
+        progress=progress,
+        desc=desc,
+        clock=clock,
     ).ms
 
 
-def _arch_jobs(
+def _arch_network(
+    space: Any, arch: Mapping[str, str], num_classes: int, dtype: torch.dtype
+) -> nn.Module:
+    """``arch``'s network (``build_model``) in ``dtype``."""
+    from nasfuse.supernet import build_model
+
+    return build_model(space, dict(arch), num_classes=num_classes).to(dtype)
+
+
+def _measure_networks(
     space: Any,
     archs: Sequence[Mapping[str, str]],
+    reference_arch: Mapping[str, str] | None,
+    reference_ms: float | None,
     batch_size: int,
     dtype: torch.dtype,
     num_classes: int,
-) -> list[tuple[nn.Module, torch.Tensor]]:
-    """Each arch's network (``build_model``) with one random input batch they share."""
-    from nasfuse.supernet import build_model
+    **options: Any,
+) -> Measurements:
+    """Each arch's network on one shared random batch, through :func:`_measure_interleaved`.
 
+    ``options`` are that function's (rounds, runs, warmup, device, threads, channels_last,
+    progress, desc, clock); ``reference_arch`` becomes its reference network.
+    """
     example = _network_input(space, batch_size, dtype)
-    return [
-        (build_model(space, dict(arch), num_classes=num_classes).to(dtype), example)
-        for arch in archs
-    ]
+    return _measure_interleaved(
+        [(_arch_network(space, arch, num_classes, dtype), example) for arch in archs],
+        reference=None
+        if reference_arch is None
+        else _arch_network(space, reference_arch, num_classes, dtype),
+        reference_ms=reference_ms,
+        **options,
+    )
+
+
+def _add_network(sites: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The all-``add`` architecture: ``add`` wherever allowed, a site's first op elsewhere.
+
+    The table's reference network, and the one drift control times others against.
+    """
+    return {name: _fallback_op(info) for name, info in sites.items()}
 
 
 def _reference_arch(
@@ -435,10 +460,10 @@ def _network_entries(
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], float | None]:
     """Entries timed inside the network: one network per op, a timer around each site.
 
-    With ``reference_arch``, that network (without timers) is measured between the
-    per-op networks to take out the machine's speed drift (see
-    :func:`_measure_interleaved`); the site timers are corrected by the same factor as
-    their network.
+    With ``reference_arch``, each per-op network is timed against that network (built
+    without timers), one forward pass of each in turn, to take out the machine's speed
+    drift (see :func:`_measure_interleaved`); the site timers are corrected by the same
+    factor as their network.
 
     Returns:
         ``entries`` (shape -> op -> ms, the mean over the sites of that shape of each
@@ -447,7 +472,6 @@ def _network_entries(
         ``uncorrected_ms``, ``fusion_ms``, ``own_ms``); and the reference's latency the
         times were brought to (None without a reference).
     """
-    from nasfuse.supernet import build_model
 
     all_ops: list[str] = []
     for info in sites.values():
@@ -493,9 +517,9 @@ def _network_entries(
         "networks",
         clock,
         after_each=collect,
-        reference=build_model(space, reference_arch, num_classes).to(dtype)
-        if reference_arch is not None
-        else None,
+        reference=None
+        if reference_arch is None
+        else _arch_network(space, reference_arch, num_classes, dtype),
     )
     site_times: dict[tuple[str, str], list[float]] = {}
     for (_, arch, _, _), seen, factors in zip(networks, rounds_seen, measured.factors, strict=True):
@@ -674,12 +698,12 @@ class LatencyTable:
                 then charged to the op). The factors are recorded under
                 ``reference.networks.<op>.correction``. See :meth:`correct_entries`.
                 Off by default; ``experiments/README.md`` compares the two.
-            drift_control: with ``method="network"``, measure the reference network (``add``
-                wherever allowed) between the per-op networks, and later between the
-                architectures :meth:`measure` times, so that a drift of the machine's speed
+            drift_control: with ``method="network"``, time the per-op networks, and later
+                the architectures :meth:`measure` times, against the reference network
+                (``add`` wherever allowed), one forward pass of each in turn, so that a drift of the machine's speed
                 during or after the build changes the figures as little as possible (see
                 :func:`_measure_interleaved`); everything is then expressed at the speed the
-                reference had while the table was built (``measurement.reference_ms``).
+                reference had while the table was built (``measurement.drift_reference_ms``).
         """
         started = time.perf_counter()
         target = torch.device(device) if device is not None else default_device()
@@ -715,8 +739,7 @@ class LatencyTable:
             measurements = sum(len(ops) for ops in shape_ops.values()) + 1
             drift_reference_ms = None
         elif method == "network":
-            # the add network: add wherever allowed, the site's first op elsewhere
-            reference_arch = {name: _fallback_op(info) for name, info in sites.items()}
+            reference_arch = _add_network(sites)
             entries, networks, drift_reference_ms = _network_entries(
                 space,
                 sites,
@@ -893,17 +916,14 @@ class LatencyTable:
         """
         self._check_space(space)
         drift_reference_ms = self.measurement.get("drift_reference_ms")
-        options = {
-            "batch_size": self.batch_size,
-            "dtype": getattr(torch, self.key["dtype"]),
-            "num_classes": int(self.measurement.get("num_classes", 10)),
-        }
-        reference = None
-        if drift_reference_ms is not None:
-            add_network = {name: _fallback_op(info) for name, info in self.sites.items()}
-            ((reference, _),) = _arch_jobs(space, [add_network], **options)
-        return _measure_interleaved(
-            _arch_jobs(space, archs, **options),
+        return _measure_networks(
+            space,
+            archs,
+            None if drift_reference_ms is None else _add_network(self.sites),
+            drift_reference_ms,
+            batch_size=self.batch_size,
+            dtype=getattr(torch, self.key["dtype"]),
+            num_classes=int(self.measurement.get("num_classes", 10)),
             rounds=rounds if rounds is not None else int(self.measurement.get("rounds", 2)),
             runs=runs if runs is not None else int(self.measurement.get("network_runs", 5)),
             warmup=int(self.measurement.get("warmup", 2)),
@@ -913,8 +933,6 @@ class LatencyTable:
             progress=progress,
             desc=desc,
             clock=self.clock,
-            reference=reference,
-            reference_ms=drift_reference_ms,
         )
 
     def calibration_archs(self) -> list[dict[str, str]]:
