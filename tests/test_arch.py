@@ -132,3 +132,17 @@ def test_save_refuses_a_bad_arch_and_load_a_missing_file(tmp_path: Path) -> None
     (tmp_path / "broken.yaml").write_text("space: [unclosed\n")
     with pytest.raises(SpaceError, match=r"broken\.yaml: line 2"):
         load_arch(tmp_path / "broken.yaml")
+
+
+def test_space_arch_command_writes_a_uniform_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasfuse.cli import main
+
+    out = tmp_path / "all-concat.yaml"
+    assert main(["space", "arch", str(TINY_RESNET), "--op", "concat", "--out", str(out)]) == 0
+    arch, space = load_arch(out)
+    assert set(arch.values()) == {"concat"} and len(arch) == len(space.sites)
+    assert main(["space", "arch", str(TINY_RESNET), "--op", "nope", "--out", str(out)]) == 2
+    assert "neither an architecture file nor an op" in capsys.readouterr().err
+    assert set(load_arch(out)[0].values()) == {"concat"}  # the refusal wrote nothing

@@ -225,6 +225,36 @@ def test_corrupted_cifar_file_is_named(tmp_path: Path) -> None:
         build_loaders("cifar10", data_dir=tmp_path, batch_size=4)
 
 
+class _Payload:
+    """Unpickling this calls ``pathlib.Path.touch`` on ``target``: a stand-in for any code."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def test_cifar_batch_that_would_run_code_is_refused_unrun(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    marker = tmp_path / "payload-ran"
+    labels = [i % 10 for i in range(20)]
+    _dump(
+        tmp_path / "cifar-10-batches-py" / "data_batch_1",
+        {"data": _cifar_images(20, labels), "labels": labels, "x": _Payload(marker)},
+    )
+    with pytest.raises(RuntimeError, match=r"data_batch_1: .*pathlib.*refused without running"):
+        build_loaders("cifar10", data_dir=tmp_path, batch_size=4)
+    assert not marker.exists()
+
+
+def test_cifar_batch_that_is_not_a_dict_is_refused(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    _dump(tmp_path / "cifar-10-batches-py" / "test_batch", [1, 2, 3])
+    with pytest.raises(RuntimeError, match="test_batch: not a CIFAR batch file"):
+        build_loaders("cifar10", data_dir=tmp_path, batch_size=4)
+
+
 # -------------------------------------------------------------- ImageFolder
 def write_imagefolder(root: Path, splits: dict[str, int], classes: tuple[str, ...]) -> None:
     from PIL import Image

@@ -417,12 +417,14 @@ def test_cli_train_supernet_and_refusal(tmp_path: Path, capsys: pytest.CaptureFi
         "--sampler",
         "fair",
         "--no-progress",
-        "train_subset=64",
+        "--train-subset",
+        "64",
         "eval_archs=0",
     ]
     assert main(argv) == 0
     checkpoint = load_checkpoint(out / "supernet.pt", kind="supernet")
     assert checkpoint["config"]["sampler"] == "fair" and checkpoint["config"]["train_subset"] == 64
+    assert checkpoint["global_step"] == 2  # 64 images, batch 32: the subset was trained on
     assert main(argv) == 2
     assert "pass --resume" in capsys.readouterr().err
     # --resume with only --out reads the run's config.yaml and finds nothing left to do.

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from nasfuse.cli._data_args import add_data_arguments
 from nasfuse.cli._space_args import add_space_arguments, space_options
 
 __all__ = ["register"]
@@ -20,6 +21,8 @@ _FLAG_KEYS = {
     "space": "space",
     "dataset": "dataset",
     "data_dir": "data_dir",
+    "download": "download",
+    "train_subset": "train_subset",
     "budget": "budget",
     "trials": "trials",
     "epochs": "supernet_epochs",
@@ -110,10 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_space_arguments(search, default_hint="hrnet_lite")
-    search.add_argument(
-        "--dataset", default=None, help="digits (default), cifar10, cifar100, imagefolder"
-    )
-    search.add_argument("--data-dir", default=None, help="where real datasets are")
+    add_data_arguments(search)
     search.add_argument(
         "--budget",
         choices=["quick", "default", "full"],

@@ -1,4 +1,4 @@
-"""``nasfuse space``: list the shipped spaces, show a space's sites, cost an architecture.
+"""``nasfuse space``: list the shipped spaces, show sites, cost or write an architecture.
 
 Examples::
 
@@ -6,11 +6,13 @@ Examples::
     nasfuse space show hrnet_lite --set width_mult=0.5
     nasfuse space cost hrnet_lite --arch aff            # params and FLOPs, every site -> aff
     nasfuse space cost resnet20 --arch runs/x/best.yaml
+    nasfuse space arch resnet20 --op add --out all-add.yaml   # an arch file to retrain
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nasfuse.cli._space_args import add_space_arguments, load_space_from_args
 
@@ -18,7 +20,7 @@ __all__ = ["register", "format_size"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``space list``, ``space show`` and ``space cost``."""
+    """Add ``space list``, ``space show``, ``space cost`` and ``space arch``."""
     parser = subparsers.add_parser(
         "space", help="search spaces: list, show sites, params/FLOPs of an architecture"
     )
@@ -40,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     cost.add_argument("--num-classes", type=int, default=10, help="classifier outputs (10)")
     cost.set_defaults(func=cost_command)
+
+    write = commands.add_parser(
+        "arch", help="write an architecture file with one op at every site (e.g. all-add)"
+    )
+    add_space_arguments(write, positional=True)
+    write.add_argument("--op", required=True, help="the op of every site (add, aff, ...)")
+    write.add_argument("--out", type=Path, required=True, help="the YAML file to write")
+    write.set_defaults(func=arch_command)
 
 
 def format_size(size: int) -> str:
@@ -97,4 +107,14 @@ def cost_command(args: argparse.Namespace) -> int:
     )
     print(f"params {params:,} ({params / 1e6:.3f} M)")
     print(f"FLOPs  {flops:,} ({flops / 1e6:.1f} MFLOPs; a multiply-add counts 2)")
+    return 0
+
+
+def arch_command(args: argparse.Namespace) -> int:
+    """Write the uniform architecture of ``--op`` as an architecture file."""
+    from nasfuse.arch import arch_from_argument, save_arch
+
+    space = load_space_from_args(args)
+    save_arch(arch_from_argument(args.op, space), args.out, space)
+    print(f"{args.out}: every one of the {len(space.sites)} sites of {space.name} -> {args.op}")
     return 0

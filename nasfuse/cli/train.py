@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nasfuse.cli._data_args import add_data_arguments
 from nasfuse.cli._space_args import add_space_arguments, space_options
 
 __all__ = ["register"]
@@ -23,20 +24,7 @@ __all__ = ["register"]
 
 def _add_training_options(parser: argparse.ArgumentParser, overrides_help: str) -> None:
     """Flags shared by train-supernet and retrain (None: keep the config's value)."""
-    parser.add_argument(
-        "--dataset",
-        default=None,
-        help="digits (default, offline), cifar10, cifar100 or imagefolder",
-    )
-    parser.add_argument(
-        "--data-dir", default=None, help="where CIFAR / the ImageFolder tree is (default ./data)"
-    )
-    parser.add_argument(
-        "--download",
-        action="store_true",
-        default=None,
-        help="let torchvision download CIFAR into --data-dir",
-    )
+    add_data_arguments(parser)
     parser.add_argument("--epochs", type=int, default=None, help="training epochs")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size per process")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
@@ -70,6 +58,7 @@ _COMMON_FLAGS = {
     "dataset": "dataset",
     "data_dir": "data_dir",
     "download": "download",
+    "train_subset": "train_subset",
     "epochs": "epochs",
     "batch_size": "batch_size",
     "lr": "lr",
@@ -268,10 +257,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint", type=Path, required=True, help="model.pt (retrain) or supernet.pt"
     )
-    parser.add_argument(
-        "--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)"
+    add_data_arguments(
+        parser,
+        default_hint="the one the checkpoint was trained on",
+        download=False,
+        train_subset=False,
     )
-    parser.add_argument("--data-dir", default=None, help="where CIFAR / ImageFolder data is")
     parser.add_argument("--split", choices=["test", "val"], default="test", help="(test)")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (128)")
     parser.add_argument(

@@ -21,8 +21,12 @@ class SearchConfig:
     Attributes:
         space: search space name or YAML path.
         space_options: overrides applied when loading the space (``width_mult`` and so on).
-        dataset: ``digits`` (ships with scikit-learn), ``cifar10``, ``cifar100`` or a folder.
+        dataset: ``digits`` (ships with scikit-learn), ``fashion_mnist`` (Debian ships it),
+            ``cifar10``, ``cifar100`` or ``imagefolder``.
         data_dir: where real datasets live.
+        download: let torchvision download Fashion-MNIST or CIFAR into ``data_dir``.
+        train_subset: train the supernet on a fixed stratified subset of this many training
+            images (None: all); trials are scored on the whole validation split.
         budget: ``quick`` (about 2 min on 2 CPU cores), ``default`` (about 11 min there),
             ``full`` (GPU).
         trials: number of Optuna trials (evaluated, cached, infeasible and failed ones all
@@ -66,6 +70,8 @@ class SearchConfig:
     space_options: dict[str, Any] = field(default_factory=dict)
     dataset: str = "digits"
     data_dir: str | None = None
+    download: bool = False
+    train_subset: int | None = None
     budget: Literal["quick", "default", "full"] = "default"
     trials: int | None = None
     supernet_epochs: int | None = None

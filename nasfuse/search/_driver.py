@@ -42,7 +42,15 @@ __all__ = ["SearchResult", "run_search", "default_run_dir", "LATENCY_TABLE_FILE"
 LATENCY_TABLE_FILE = "latency_table.json"
 SUPERNET_DIR = "supernet"
 # Resolved-config keys a resumed run may change without changing what was searched.
-_RESUMABLE_CHANGES = {"trials", "ray_address", "num_cpus", "concurrency", "pick", "data_dir"}
+_RESUMABLE_CHANGES = {
+    "trials",
+    "ray_address",
+    "num_cpus",
+    "concurrency",
+    "pick",
+    "data_dir",
+    "download",
+}
 
 
 @dataclass
@@ -124,6 +132,8 @@ def _supernet(cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options:
         space_options=space_options,
         dataset=cfg.dataset,
         data_dir=cfg.data_dir,
+        download=cfg.download,
+        train_subset=cfg.train_subset,
         epochs=plan.supernet_epochs,
         batch_size=cfg.batch_size,
         seed=cfg.seed,
@@ -209,7 +219,13 @@ def run_search(
     space = supernet.space
     table = _latency_table(cfg, space, run_dir, plan)
     bundle = build_loaders(
-        cfg.dataset, space.input_size, cfg.batch_size, cfg.data_dir, seed=cfg.seed
+        cfg.dataset,
+        space.input_size,
+        cfg.batch_size,
+        cfg.data_dir,
+        download=cfg.download,
+        seed=cfg.seed,
+        train_subset=cfg.train_subset,
     )
     if bundle.num_classes != supernet.num_classes:
         raise ValueError(

@@ -56,9 +56,10 @@ class TrainingConfig:
     (not on biases and norms), label smoothing 0.1.
 
     Attributes:
-        dataset: ``digits``, ``cifar10``, ``cifar100`` or ``imagefolder``.
-        data_dir: where CIFAR / the ImageFolder tree is (``$NASFUSE_DATA_DIR`` or ``./data``).
-        download: let torchvision download CIFAR.
+        dataset: ``digits``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or ``imagefolder``.
+        data_dir: where the dataset is (``$NASFUSE_DATA_DIR`` or ``./data``; Fashion-MNIST
+            also in Debian's ``/usr/share/datasets/fashion-mnist``).
+        download: let torchvision download Fashion-MNIST or CIFAR.
         train_subset: train on a fixed stratified subset of this many images.
         epochs: training epochs.
         batch_size: per-process batch size.
