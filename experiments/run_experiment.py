@@ -312,10 +312,12 @@ def run_ranking(recipe: dict[str, Any], args: argparse.Namespace, command: str) 
         shutil.copyfile(table, run_dir / "latency_table.json")
         cfg = ValidationConfig(
             archs=int(val["archs"]),
-            include_ops=list(val.get("include_ops", ["add", "aff"])),
+            include_ops=val.get("include_ops"),  # None: every uniform architecture
             calib_batches=int(val.get("calib_batches", 20)),
             top_k=val.get("top_k"),
             epochs=int(budget["epochs"]),
+            # Older recipes trained one seed (no noise ceiling); their figures still reproduce.
+            seeds=int(budget.get("seeds", 1)),
             train_subset=budget.get("train_subset"),
             seed=int(budget.get("seed", 0)),
             retrain_options=dict(budget.get("options") or {}),
@@ -350,20 +352,26 @@ def write_ranking(
         f"- {budget_line(recipe)}",
         "",
         "| sampler | archs | Kendall τ | p | Spearman ρ | top-k precision | τ without BN recal. "
-        "| τ vs stand-alone val | stand-alone test acc (min–max) | supernet acc (min–max) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| τ vs stand-alone val | τ noise ceiling | τ latency predictor | τ params predictor "
+        "| stand-alone test acc (min–max) | supernet acc (min–max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     series = []
     for sampler, report in reports.items():
         r = report["ranking"]
         no_recal = report["ranking_without_recalibration"] or {}
         on_val = report["ranking_against_standalone_val"] or {}
+        ceiling = report.get("noise_ceiling") or {}
+        predictors = report.get("predictors") or {}
         test = [e["standalone_test_acc"] for e in report["archs"]]
         sup = [e["supernet_acc"] for e in report["archs"]]
         lines.append(
             f"| {sampler} | {r['count']} | {fmt(r['kendall_tau'])} | {fmt(r['kendall_p'], 3)} | "
             f"{fmt(r['spearman_rho'])} | {fmt(r['top_k_precision'], 2)} (k={r['top_k']}) | "
             f"{fmt(no_recal.get('kendall_tau'))} | {fmt(on_val.get('kendall_tau'))} | "
+            f"{fmt(ceiling.get('kendall_tau'))} | "
+            f"{fmt((predictors.get('latency') or {}).get('kendall_tau'))} | "
+            f"{fmt((predictors.get('params') or {}).get('kendall_tau'))} | "
             f"{min(test):.3f}–{max(test):.3f} | {min(sup):.3f}–{max(sup):.3f} |"
         )
         series.append(

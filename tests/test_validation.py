@@ -80,6 +80,25 @@ def test_constant_scores_give_nan_and_json_safe_none() -> None:
     json.dumps(result.to_dict(), allow_nan=False)
 
 
+def test_bootstrap_intervals_bracket_the_estimate_and_repeat_by_seed() -> None:
+    rng = random.Random(3)
+    truth = [rng.random() for _ in range(20)]
+    noisy = [t + rng.gauss(0, 0.15) for t in truth]
+    result = ranking_stats(noisy, truth, bootstrap=400, seed=1)
+    low, high = result.kendall_tau_ci
+    assert low < result.kendall_tau < high and high - low > 0.05
+    assert result.ci_level == 0.95
+    assert ranking_stats(noisy, truth, bootstrap=400, seed=1).kendall_tau_ci == (low, high)
+    assert ranking_stats(noisy, truth, bootstrap=400, seed=2).kendall_tau_ci != (low, high)
+    # A perfect ranking stays perfect in every resample; without bootstrap, no interval.
+    assert ranking_stats(truth, truth, bootstrap=50).kendall_tau_ci == pytest.approx((1.0, 1.0))
+    assert ranking_stats(noisy, truth).kendall_tau_ci is None
+    # A wider noise gives a wider interval.
+    noisier = [t + rng.gauss(0, 0.6) for t in truth]
+    wide = ranking_stats(noisier, truth, bootstrap=400, seed=1).kendall_tau_ci
+    assert wide[1] - wide[0] > high - low
+
+
 @pytest.mark.parametrize(
     ("first", "second", "k"),
     [([1.0], [1.0], None), ([1.0, 2.0], [1.0], None), ([1.0, 2.0], [2.0, 1.0], 3)],
@@ -138,10 +157,22 @@ def test_picks_are_reproducible_by_seed() -> None:
     assert first == again and first != other
 
 
-def test_an_op_not_allowed_everywhere_cannot_be_a_reference() -> None:
+def test_an_op_not_allowed_everywhere_is_a_reference_with_add_elsewhere() -> None:
     space = load_space(FIXTURES / "tiny_hrnet.yaml")  # concat only where H*W <= 64
-    with pytest.raises(ValueError, match="all-concat"):
-        pick_archs_by_latency(space, 2, lambda arch: 1.0, include_ops=("add", "concat"))
+    picks = pick_archs_by_latency(space, 2, lambda arch: 1.0, include_ops=("add", "concat"))
+    assert [p.label for p in picks[:2]] == ["all-add", "all-concat+add"]
+    concat = picks[1].arch
+    for name, site in space.sites.items():
+        assert concat[name] == ("concat" if "concat" in site.ops else "add")
+    assert "add" in concat.values() and "concat" in concat.values()
+    # By default every op the space offers is a reference.
+    default = pick_archs_by_latency(space, 0, lambda arch: 1.0)
+    assert [p.label for p in default] == [
+        f"all-{op}" if all(op in s.ops for s in space.sites.values()) else f"all-{op}+add"
+        for op in space.config["ops"]
+    ]
+    with pytest.raises(ValueError, match="cannot include all-pmfs"):
+        pick_archs_by_latency(space, 0, lambda arch: 1.0, include_ops=("pmfs",))
 
 
 def test_a_pool_too_small_is_refused() -> None:
@@ -163,6 +194,10 @@ def test_budget_key_ignores_seed_and_threads_but_not_epochs() -> None:
 
 
 # ------------------------------------------------------------------ end to end
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 @pytest.mark.slow
 def test_validate_supernet_end_to_end_on_the_tiny_space(tmp_path: Path) -> None:
     from nasfuse.cli import main
@@ -192,17 +227,43 @@ def test_validate_supernet_end_to_end_on_the_tiny_space(tmp_path: Path) -> None:
     assert len(entries) == 3 + 2
     assert {e["label"] for e in entries} >= {"all-add", "all-concat"}
     assert len({e["arch_hash"] for e in entries}) == 5
+    assert report["seeds"] == [0, 1]
     for entry in entries:
         assert 0.0 <= entry["supernet_acc"] <= 1.0
         assert 0.0 <= entry["standalone_test_acc"] <= 1.0
         assert entry["arch_hash"] == arch_hash(entry["arch"])
-        metrics_dir = (
-            Path(report["standalone_budget"]["dir"])
-            / report["standalone_budget"]["budget_key"]
-            / f"{entry['arch_hash']}-s0"
-        )
-        saved = json.loads((metrics_dir / "metrics.json").read_text())
-        assert saved["test_acc"] == entry["standalone_test_acc"] and saved["epochs"] == 4
+        per_seed = []
+        for seed in (0, 1):
+            metrics_dir = (
+                Path(report["standalone_budget"]["dir"])
+                / report["standalone_budget"]["budget_key"]
+                / f"{entry['arch_hash']}-s{seed}"
+            )
+            saved = json.loads((metrics_dir / "metrics.json").read_text())
+            assert saved["epochs"] == 4
+            per_seed.append(saved["test_acc"])
+        # The ground truth is the mean over the two seeds' trainings.
+        assert entry["standalone_test_acc_seeds"] == per_seed
+        assert entry["standalone_test_acc"] == pytest.approx(sum(per_seed) / 2)
+    seed0 = [e["standalone_test_acc_seeds"][0] for e in entries]
+    seed1 = [e["standalone_test_acc_seeds"][1] for e in entries]
+    ceiling = stats.kendalltau(seed0, seed1).statistic
+    if math.isnan(ceiling):
+        assert report["noise_ceiling"]["kendall_tau"] is None
+    else:
+        assert report["noise_ceiling"]["kendall_tau"] == pytest.approx(ceiling)
+    latency = [e["latency_ms"] for e in entries]
+    predictor = stats.kendalltau(latency, [e["standalone_test_acc"] for e in entries]).statistic
+    if not math.isnan(predictor):
+        assert report["predictors"]["latency"]["kendall_tau"] == pytest.approx(predictor)
+    low, high = report["noise_ceiling"]["spearman_rho_ci"] or (None, None)
+    if low is not None:
+        assert -1.0 <= low <= high <= 1.0
+    from nasfuse.validation import format_validation_table
+
+    table = format_validation_table(report)
+    ceiling_row = next(line for line in table.splitlines() if "noise ceiling" in line)
+    assert _cell(report["noise_ceiling"]["kendall_tau"]) in ceiling_row
     supernet_acc = [e["supernet_acc"] for e in entries]
     standalone = [e["standalone_test_acc"] for e in entries]
     tau = report["ranking"]["kendall_tau"]

@@ -18,11 +18,17 @@ def _validate_supernet(args: argparse.Namespace) -> int:
     from nasfuse.config import parse_overrides
     from nasfuse.validation import ValidationConfig, format_validation_table, validate_supernet
 
-    include = [op.strip() for op in args.include.split(",") if op.strip()]
+    include = (
+        None
+        if args.include == "all"
+        else [op.strip() for op in args.include.split(",") if op.strip()]
+    )
     cfg = ValidationConfig(
         archs=args.archs,
         include_ops=include,
         epochs=args.epochs,
+        seeds=args.seeds,
+        bootstrap=args.bootstrap,
         train_subset=args.train_subset,
         seed=args.seed,
         top_k=args.top_k,
@@ -52,12 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate-supernet",
         help="rank correlation between supernet scores and stand-alone training",
         description=(
-            "Pick architectures spread over the latency range (plus all-add and all-aff), "
+            "Pick architectures spread over the latency range (plus every uniform one), "
             "score each with the supernet's inherited weights after BatchNorm "
-            "recalibration, train each from scratch with a short fixed budget (one Ray Tune "
-            "trial each), and report Kendall tau, Spearman rho and top-k precision. Writes "
-            "validation.json and a TensorBoard scatter image; finished trainings are reused "
-            "by a rerun."
+            "recalibration, train each from scratch with a short fixed budget and --seeds "
+            "seeds (one Ray Tune trial each), and report Kendall tau, Spearman rho and "
+            "top-k precision against the seeds' mean, with bootstrap intervals, beside the "
+            "noise ceiling (seed 0 against seed 1) and the latency and parameter-count "
+            "predictors. Writes validation.json and a TensorBoard scatter image; finished "
+            "trainings are reused by a rerun."
         ),
     )
     parser.add_argument(
@@ -74,6 +82,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of picks and trainings")
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=2,
+        help="stand-alone trainings per architecture, seeds SEED, SEED+1, ... (default 2: "
+        "the ground truth is their mean, the noise ceiling compares the first two)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap resamples of the architectures for the intervals (default 1000)",
+    )
+    parser.add_argument(
         "--train-subset",
         type=int,
         default=None,
@@ -81,8 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--include",
-        default="add,aff",
-        help="ops whose uniform architecture is always included (default add,aff)",
+        default="all",
+        help="ops whose uniform architecture is always included, comma-separated "
+        "(default all: every op of the space, with add where an op is not allowed)",
     )
     parser.add_argument(
         "--top-k", type=int, default=None, help="k of top-k precision (default max(1, n//4))"

@@ -15,7 +15,12 @@ Example:
 
 from __future__ import annotations
 
-from nasfuse.validation._picking import PickedArch, mixed_random_arch, pick_archs_by_latency
+from nasfuse.validation._picking import (
+    PickedArch,
+    mixed_random_arch,
+    pick_archs_by_latency,
+    uniform_archs,
+)
 from nasfuse.validation._ranking import (
     RankingStats,
     default_top_k,
@@ -51,6 +56,7 @@ __all__ = [
     "format_validation_table",
     "mixed_random_arch",
     "pick_archs_by_latency",
+    "uniform_archs",
     "ranking_stats",
     "standalone_dir",
     "top_k_indices",

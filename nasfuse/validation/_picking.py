@@ -4,7 +4,8 @@ A uniformly random architecture mixes every op, so random samples crowd the midd
 latency range. :func:`pick_archs_by_latency` draws a broader pool (each pool member uses a
 random subset of the ops, from a single op up to all of them), predicts every member's
 latency, and picks the members nearest to evenly spaced latency targets from the pool's
-fastest to its slowest; the uniform references (all-add, all-aff, ...) come on top.
+fastest to its slowest; the uniform references (all-add, all-aff, ... every op the space
+offers, each with add where it is not allowed) come on top.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PickedArch", "mixed_random_arch", "pick_archs_by_latency"]
+__all__ = ["PickedArch", "mixed_random_arch", "pick_archs_by_latency", "uniform_archs"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,42 @@ def mixed_random_arch(space: Any, rng: random.Random) -> dict[str, str]:
     return arch
 
 
+def uniform_archs(
+    space: Any, ops: Sequence[str] | None = None, fill: str = "add"
+) -> list[tuple[str, dict[str, str]]]:
+    """``(label, arch)`` of each op's uniform architecture.
+
+    Args:
+        space: the :class:`~nasfuse.spaces.SearchSpace`.
+        ops: which ops; None: every op the space offers, in its order.
+        fill: where an op is not allowed, this op takes the site instead; the label is then
+            ``all-<op>+<fill>`` (``all-<op>`` when the op is allowed everywhere).
+
+    Raises:
+        ValueError: an op the space does not offer, or one allowed nowhere.
+    """
+    offered = list(space.config["ops"])
+    chosen = offered if ops is None else list(dict.fromkeys(ops))
+    result = []
+    for op in chosen:
+        if op not in offered:
+            raise ValueError(
+                f"cannot include all-{op}: space {space.name!r} offers {', '.join(offered)}"
+            )
+        allowed = [site for site in space.sites.values() if op in site.ops]
+        if not allowed:
+            raise ValueError(f"cannot include all-{op}: no site of {space.name!r} allows it")
+        everywhere = len(allowed) == len(space.sites)
+        arch = space.uniform_arch(op, fill=None if everywhere else fill)
+        result.append((f"all-{op}" if everywhere else f"all-{op}+{fill}", arch))
+    return result
+
+
 def pick_archs_by_latency(
     space: Any,
     count: int,
     latency_ms: Callable[[Mapping[str, str]], float],
-    include_ops: Sequence[str] = ("add", "aff"),
+    include_ops: Sequence[str] | None = None,
     pool_size: int | None = None,
     seed: int = 0,
 ) -> list[PickedArch]:
@@ -64,8 +96,9 @@ def pick_archs_by_latency(
         space: the :class:`~nasfuse.spaces.SearchSpace`.
         count: how many spread architectures (besides the uniform ones).
         latency_ms: predicted latency of an architecture (e.g. ``LatencyTable.predict``).
-        include_ops: for each op, the architecture with that op at every site is added
-            (labelled ``all-<op>``), first in the list.
+        include_ops: for each op, its uniform architecture (:func:`uniform_archs`: the op
+            wherever it is allowed, add elsewhere) is added first in the list; None: every
+            op the space offers.
         pool_size: random architectures drawn to pick from; default ``max(200, 20 * count)``.
         seed: seeds the pool.
 
@@ -74,8 +107,8 @@ def pick_archs_by_latency(
         architecture twice.
 
     Raises:
-        ValueError: an op of ``include_ops`` is not allowed at every site, or the pool
-            holds fewer than ``count`` distinct architectures besides the references.
+        ValueError: an op of ``include_ops`` is not in the space, or the pool holds fewer
+            than ``count`` distinct architectures besides the references.
     """
     from nasfuse.arch import arch_hash
 
@@ -83,13 +116,11 @@ def pick_archs_by_latency(
         raise ValueError(f"count must be >= 0, got {count}")
     picked: list[PickedArch] = []
     taken: set[str] = set()
-    for op in dict.fromkeys(include_ops):
-        try:
-            arch = space.uniform_arch(op)
-        except ValueError as exc:
-            raise ValueError(f"cannot include all-{op}: {exc}") from exc
+    for label, arch in uniform_archs(space, include_ops):
         digest = arch_hash(arch)
-        picked.append(PickedArch(f"all-{op}", arch, digest, float(latency_ms(arch))))
+        if digest in taken:
+            continue
+        picked.append(PickedArch(label, arch, digest, float(latency_ms(arch))))
         taken.add(digest)
     if count == 0:
         return picked

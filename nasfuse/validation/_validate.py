@@ -1,13 +1,19 @@
 """``validate-supernet``: does the supernet rank architectures as training them would?
 
 For a run directory with a trained supernet, :func:`validate_supernet` picks architectures
-spread over the latency range (plus uniform references such as all-add and all-aff),
+spread over the latency range (plus every uniform reference: all-add, all-aff, ...),
 scores each with the supernet's inherited weights after BatchNorm recalibration, trains
-each from scratch with one fixed short budget (Ray Tune trials, see
-:func:`~nasfuse.validation.train_standalone`), and compares the two rankings. Outputs in
-``<run>/validation/`` (or ``out_dir``):
+each from scratch with one fixed short budget and several seeds (Ray Tune trials, see
+:func:`~nasfuse.validation.train_standalone`), and compares the rankings.
 
-- ``validation.json``: every architecture with both scores, and the statistics;
+The ground truth is noisy: the same architecture trained with another seed lands
+elsewhere. So beside τ of the supernet against the seeds' mean accuracy, the report gives
+the *noise ceiling*, τ between seed 0 and seed 1 (what the ground truth reaches against
+itself), and two free predictors any supernet must beat: rank by predicted latency and
+rank by parameter count. Every τ, ρ and top-k precision carries a bootstrap interval over
+architectures. Outputs in ``<run>/validation/`` (or ``out_dir``):
+
+- ``validation.json``: every architecture with its scores, and the statistics;
 - ``tensorboard/``: the scatter image (supernet vs stand-alone accuracy) and the statistics;
 - ``standalone/``: the trainings, reused by a rerun (unless ``standalone_dir`` points
   elsewhere, e.g. a cache shared by several validations of one space);
@@ -19,6 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -50,8 +57,12 @@ class ValidationConfig:
 
     Attributes:
         archs: architectures spread over the latency range (the uniform ones come on top).
-        include_ops: ops whose uniform architecture (``all-<op>``) is always validated.
+        include_ops: ops whose uniform architecture (``all-<op>``, with add where the op
+            is not allowed) is always validated; None: every op the space offers.
         epochs: stand-alone training epochs (the same short budget for every architecture).
+        seeds: stand-alone trainings per architecture (seeds ``seed``, ``seed + 1``, ...);
+            the ground truth is their mean, the noise ceiling compares the first two.
+        bootstrap: resamples of the architectures for the confidence intervals.
         train_subset: stand-alone training on a fixed stratified subset of this many images
             (None: the whole training split).
         seed: seeds the picks and the stand-alone trainings.
@@ -67,8 +78,10 @@ class ValidationConfig:
     """
 
     archs: int = 10
-    include_ops: list[str] = field(default_factory=lambda: ["add", "aff"])
+    include_ops: list[str] | None = None
     epochs: int = 5
+    seeds: int = 2
+    bootstrap: int = 1000
     train_subset: int | None = None
     seed: int = 0
     top_k: int | None = None
@@ -165,10 +178,11 @@ def validate_supernet(
 
     Raises:
         FileNotFoundError: no supernet in ``run_dir``.
-        ValueError: an ``include_ops`` op not allowed everywhere, too few architectures.
-        RuntimeError: fewer than 2 stand-alone trainings finished. Trainings that fail
-            (e.g. diverge) are left out of the statistics and listed in
-            ``failed_trainings``; a rerun retries them.
+        ValueError: an ``include_ops`` op the space does not offer, too few architectures,
+            fewer than 1 seed.
+        RuntimeError: fewer than 2 architectures finished every seed's training. An
+            architecture with a failed training (e.g. diverged) is left out of the
+            statistics and listed in ``failed_trainings``; a rerun retries it.
     """
     from nasfuse.config import load_config
     from nasfuse.data import build_loaders
@@ -180,6 +194,8 @@ def validate_supernet(
     cfg = cfg or ValidationConfig()
     if cfg.archs < 0:
         raise ValueError(f"archs must be >= 0, got {cfg.archs}")
+    if cfg.seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {cfg.seeds}")
     run_dir = Path(run_dir)
     supernet_path = find_supernet(run_dir)
     if run_dir.is_file():
@@ -235,10 +251,11 @@ def validate_supernet(
     )
     standalone_dir = Path(cfg.standalone_dir) if cfg.standalone_dir else out_dir / "standalone"
     training_started = time.perf_counter()
-    jobs = [StandaloneJob.of(pick.arch, cfg.seed) for pick in picks]
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    jobs = [[StandaloneJob.of(pick.arch, seed) for seed in seeds] for pick in picks]
     trained_metrics = train_standalone(
         space,
-        jobs,
+        [job for per_arch in jobs for job in per_arch],
         retrain_cfg,
         standalone_dir,
         cfg.ray_address,
@@ -250,14 +267,25 @@ def validate_supernet(
 
     entries = []
     failed = []
-    for pick, job, (recalibrated, as_trained) in zip(picks, jobs, supernet_scores, strict=True):
-        metrics = trained_metrics.get(job)
-        if metrics is None:
+    for pick, arch_jobs, (recalibrated, as_trained) in zip(
+        picks, jobs, supernet_scores, strict=True
+    ):
+        runs = [trained_metrics.get(job) for job in arch_jobs]
+        if any(metrics is None for metrics in runs):
             # Left out of the statistics, and named in the report.
             failed.append(
-                {"label": pick.label, "arch_hash": pick.arch_hash, "supernet_acc": recalibrated}
+                {
+                    "label": pick.label,
+                    "arch_hash": pick.arch_hash,
+                    "supernet_acc": recalibrated,
+                    "failed_seeds": [
+                        job.seed for job, m in zip(arch_jobs, runs, strict=True) if m is None
+                    ],
+                }
             )
             continue
+        test_accs = [float(m["test_acc"]) for m in runs]
+        val_accs = [float(m["val_acc"]) for m in runs]
         entries.append(
             {
                 "label": pick.label,
@@ -265,22 +293,40 @@ def validate_supernet(
                 "latency_ms": pick.latency_ms,
                 "supernet_acc": recalibrated,
                 "supernet_acc_no_recalibration": as_trained,
-                "standalone_test_acc": float(metrics["test_acc"]),
-                "standalone_val_acc": float(metrics["val_acc"]),
-                "params": int(metrics["params"]),
-                "flops": int(metrics["flops"]),
-                "train_wall_time_s": float(metrics.get("wall_time_s", math.nan)),
+                "standalone_test_acc": statistics.fmean(test_accs),
+                "standalone_test_acc_std": statistics.stdev(test_accs) if len(runs) > 1 else 0.0,
+                "standalone_test_acc_seeds": test_accs,
+                "standalone_val_acc": statistics.fmean(val_accs),
+                "params": int(runs[0]["params"]),
+                "flops": int(runs[0]["flops"]),
+                "train_wall_time_s": sum(float(m.get("wall_time_s", math.nan)) for m in runs),
                 "arch": dict(pick.arch),
             }
         )
     if len(entries) < 2:
         raise RuntimeError(
-            f"only {len(entries)} of {len(picks)} stand-alone trainings finished; "
-            f"see {standalone_dir} (rerun to retry them)"
+            f"only {len(entries)} of {len(picks)} architectures finished every stand-alone "
+            f"training; see {standalone_dir} (rerun to retry them)"
         )
     supernet_acc = [e["supernet_acc"] for e in entries]
     test_acc = [e["standalone_test_acc"] for e in entries]
-    stats = ranking_stats(supernet_acc, test_acc, cfg.top_k)
+
+    def compare(first: Sequence[float], k: int | None = cfg.top_k) -> RankingStats:
+        return ranking_stats(first, test_acc, k, bootstrap=cfg.bootstrap, seed=cfg.seed)
+
+    stats = compare(supernet_acc)
+    seed_accs = [e["standalone_test_acc_seeds"] for e in entries]
+    noise_ceiling = (
+        ranking_stats(
+            [a[0] for a in seed_accs],
+            [a[1] for a in seed_accs],
+            stats.top_k,
+            bootstrap=cfg.bootstrap,
+            seed=cfg.seed,
+        ).to_dict()
+        if cfg.seeds >= 2
+        else None
+    )
     report: dict[str, Any] = {
         "format": VALIDATION_FORMAT,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -311,8 +357,18 @@ def validate_supernet(
             "batch_size": table.batch_size,
         },
         "calib_batches": cfg.calib_batches,
-        "metric_pair": "supernet_acc (val, BN recalibrated) vs standalone_test_acc",
+        "metric_pair": (
+            f"supernet_acc (val, BN recalibrated) vs standalone_test_acc (mean of "
+            f"{cfg.seeds} seed(s))"
+        ),
+        "seeds": seeds,
         "ranking": stats.to_dict(),
+        "noise_ceiling": noise_ceiling,
+        "predictors": {
+            # Free predictors: slower or larger networks are guessed to be more accurate.
+            "latency": compare([e["latency_ms"] for e in entries], stats.top_k).to_dict(),
+            "params": compare([float(e["params"]) for e in entries], stats.top_k).to_dict(),
+        },
         "ranking_without_recalibration": _stats_or_none(
             [e["supernet_acc_no_recalibration"] for e in entries], test_acc, stats.top_k
         ),
@@ -374,29 +430,64 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _interval(stats: Mapping[str, Any], key: str, digits: int = 2) -> str:
+    interval = stats.get(f"{key}_ci")
+    if not interval or interval[0] is None:
+        return ""
+    return f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
+def _statistics_row(name: str, stats: Mapping[str, Any] | None) -> str:
+    if not stats:
+        return f"| {name} | n/a | n/a | n/a |"
+    return (
+        f"| {name} | {_number(stats['kendall_tau'])}{_interval(stats, 'kendall_tau')} | "
+        f"{_number(stats['spearman_rho'])}{_interval(stats, 'spearman_rho')} | "
+        f"{_number(stats['top_k_precision'], 2)}{_interval(stats, 'top_k_precision')} |"
+    )
+
+
 def format_validation_table(report: Mapping[str, Any]) -> str:
-    """A markdown table of ``validation.json``: one row per architecture, then the statistics."""
+    """Markdown tables of ``validation.json``: one row per architecture, then the statistics
+    (the supernet, the noise ceiling and the free predictors, with their intervals)."""
+    seeds = len(report.get("seeds") or [0])
     lines = [
         "| arch | hash | latency (ms) | supernet acc | supernet acc, no BN recal. | "
-        "stand-alone test acc | params |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        f"stand-alone test acc (mean of {seeds} seed(s)) | ± std | params |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in sorted(report["archs"], key=lambda e: e["latency_ms"]):
         lines.append(
             f"| {entry['label']} | {entry['arch_hash'][:8]} | {entry['latency_ms']:.3f} | "
             f"{entry['supernet_acc']:.4f} | {entry['supernet_acc_no_recalibration']:.4f} | "
-            f"{entry['standalone_test_acc']:.4f} | {entry['params']:,} |"
+            f"{entry['standalone_test_acc']:.4f} | "
+            f"{entry.get('standalone_test_acc_std', 0.0):.4f} | {entry['params']:,} |"
         )
     ranking = report["ranking"]
-    without = report.get("ranking_without_recalibration") or {}
+    level = ranking.get("ci_level")
+    predictors = report.get("predictors") or {}
     lines += [
         "",
-        f"Kendall τ {_number(ranking['kendall_tau'])} (p {_number(ranking['kendall_p'], 3)}), "
-        f"Spearman ρ {_number(ranking['spearman_rho'])}, top-{ranking['top_k']} precision "
-        f"{_number(ranking['top_k_precision'], 2)} over {ranking['count']} architectures; "
-        f"without BN recalibration τ {_number(without.get('kendall_tau'))}. "
+        f"| ranking against the stand-alone mean ({ranking['count']} architectures"
+        + (f", {level:.0%} bootstrap intervals" if level else "")
+        + f") | Kendall τ | Spearman ρ | top-{ranking['top_k']} precision |",
+        "|---|---|---|---|",
+        _statistics_row("supernet, BN recalibrated", ranking),
+        _statistics_row(
+            "supernet, no BN recalibration", report.get("ranking_without_recalibration")
+        ),
+        _statistics_row("noise ceiling: seed 0 vs seed 1", report.get("noise_ceiling")),
+        _statistics_row("predicted latency (slower = better)", predictors.get("latency")),
+        _statistics_row("parameter count (larger = better)", predictors.get("params")),
+        "",
+        f"Kendall τ p-value {_number(ranking['kendall_p'], 3)}. "
         f"Latency predicted by the table measured on {report['latency']['device']}.",
     ]
+    ceiling = (report.get("noise_ceiling") or {}).get("kendall_tau")
+    if ceiling is not None and ranking["kendall_tau"] is not None and ceiling > 0:
+        lines.append(
+            f"The supernet's τ is {ranking['kendall_tau'] / ceiling:.0%} of the noise ceiling."
+        )
     failed = report.get("failed_trainings") or []
     if failed:
         lines.append(
