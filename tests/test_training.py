@@ -252,6 +252,51 @@ def test_evaluate_arch_sets_the_arch_and_recalibrates() -> None:
     )
 
 
+def test_finetune_takes_exactly_the_steps_and_learns() -> None:
+    from nasfuse.training import finetune
+
+    torch.manual_seed(0)
+    images = torch.randn(40, 1, 2, 2)
+    labels = (images[:, 0, 0, 0] > 0).long()
+    loader = DataLoader(TensorDataset(images, labels), batch_size=8)  # 5 batches
+    seen = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+    model.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    loss = nn.CrossEntropyLoss()
+    before = float(loss(model(images), labels).detach())
+    seen.clear()
+    finetune(model, loader, steps=12, lr=0.5)
+    assert len(seen) == 12  # the loader restarted twice
+    assert not model.training  # mode restored
+    assert float(loss(model(images), labels).detach()) < before - 0.1
+    with pytest.raises(ValueError, match="no batches"):
+        finetune(model, DataLoader(TensorDataset(images[:0], labels[:0])), steps=1)
+
+
+def test_evaluate_arch_finetunes_a_copy_and_repeats() -> None:
+    from nasfuse.data import build_loaders
+
+    space = load_space(TINY_HRNET)
+    bundle = build_loaders("digits", input_size=space.input_size, batch_size=16, train_subset=64)
+    torch.manual_seed(0)
+    supernet = Supernet(space, num_classes=10, in_chans=1)
+    arch = {name: site.ops[-1] for name, site in space.sites.items()}
+    weights = {k: v.clone() for k, v in supernet.state_dict().items()}
+    plain = evaluate_arch(supernet, arch, bundle, calib_batches=2)
+    tuned = evaluate_arch(
+        supernet, arch, bundle, calib_batches=2, finetune_steps=8, finetune_lr=0.1
+    )
+    again = evaluate_arch(
+        supernet, arch, bundle, calib_batches=2, finetune_steps=8, finetune_lr=0.1
+    )
+    assert tuned == again  # same batches, same steps
+    assert tuned != plain  # the copy was trained
+    after = supernet.state_dict()
+    assert all(
+        torch.equal(weights[k], after[k]) for k in weights if "running" not in k and "num_batches" not in k
+    )  # fmt: skip
+
+
 # ------------------------------------------------------ training and resume
 def test_supernet_checkpoint_holds_what_resume_needs(straight_run: Path) -> None:
     checkpoint = load_checkpoint(straight_run / "supernet.pt", kind="supernet")

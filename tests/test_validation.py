@@ -219,7 +219,7 @@ def test_validate_supernet_end_to_end_on_the_tiny_space(tmp_path: Path) -> None:
     argv = [
         "validate-supernet", "--run", str(run), "--archs", "3", "--epochs", "4",
         "--train-subset", "512", "--include", "add,concat", "--num-cpus", "2",
-        "--calib-batches", "4", "warmup_epochs=0", "lr=0.1",
+        "--calib-batches", "4", "--finetune-steps", "2", "warmup_epochs=0", "lr=0.1",
     ]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((run / "validation" / "validation.json").read_text())
@@ -228,6 +228,8 @@ def test_validate_supernet_end_to_end_on_the_tiny_space(tmp_path: Path) -> None:
     assert {e["label"] for e in entries} >= {"all-add", "all-concat"}
     assert len({e["arch_hash"] for e in entries}) == 5
     assert report["seeds"] == [0, 1]
+    assert report["scoring"]["method"] == "finetune" and report["scoring"]["finetune_steps"] == 2
+    assert report["scoring"]["ratio_to_supernet_training"] > 0
     for entry in entries:
         assert 0.0 <= entry["supernet_acc"] <= 1.0
         assert 0.0 <= entry["standalone_test_acc"] <= 1.0

@@ -33,6 +33,8 @@ def _validate_supernet(args: argparse.Namespace) -> int:
         seed=args.seed,
         top_k=args.top_k,
         calib_batches=args.calib_batches,
+        finetune_steps=args.finetune_steps,
+        finetune_lr=args.finetune_lr,
         retrain_options=parse_overrides(args.overrides),
         standalone_dir=str(args.standalone_dir) if args.standalone_dir else None,
         ray_address=args.ray_address,
@@ -111,6 +113,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--calib-batches", type=int, default=20, help="BN recalibration batches (default 20)"
+    )
+    parser.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=0,
+        help="fine-tune each architecture's inherited weights this many steps before "
+        "scoring it (default 0: score them as inherited)",
+    )
+    parser.add_argument(
+        "--finetune-lr", type=float, default=0.01, help="the fine-tuning's learning rate (0.01)"
     )
     parser.add_argument("--out", type=Path, default=None, help="default <run>/validation")
     parser.add_argument(

@@ -12,9 +12,11 @@ from __future__ import annotations
 from nasfuse.training._loop import TrainingConfig, capture_rng_state, restore_rng_state
 from nasfuse.training.distributed import DistributedContext, setup_distributed
 from nasfuse.training.evaluation import (
+    DEFAULT_FINETUNE_LR,
     batchnorm_layers,
     evaluate,
     evaluate_arch,
+    finetune,
     preserved_bn_stats,
     recalibrate_bn,
 )
@@ -56,11 +58,13 @@ __all__ = [
     "SupernetTrainer",
     "TrainingConfig",
     "UniformSampler",
+    "DEFAULT_FINETUNE_LR",
     "batchnorm_layers",
     "capture_rng_state",
     "create_sampler",
     "evaluate",
     "evaluate_arch",
+    "finetune",
     "load_model",
     "load_supernet",
     "model_cost",

@@ -68,6 +68,9 @@ class ValidationConfig:
         seed: seeds the picks and the stand-alone trainings.
         top_k: k of the top-k precision; None: ``max(1, n // 4)`` of the n validated.
         calib_batches: BatchNorm recalibration batches per supernet score.
+        finetune_steps: fine-tune each architecture's inherited weights this many steps
+            before scoring it (:func:`~nasfuse.training.finetune`; 0: score them as they are).
+        finetune_lr: the fine-tuning's learning rate.
         pool_size: random architectures to pick the spread ones from; None: automatic.
         retrain_options: other :class:`~nasfuse.training.RetrainConfig` fields of the
             stand-alone budget (``lr``, ``batch_size``, ...).
@@ -86,6 +89,8 @@ class ValidationConfig:
     seed: int = 0
     top_k: int | None = None
     calib_batches: int = 20
+    finetune_steps: int = 0
+    finetune_lr: float = 0.01
     pool_size: int | None = None
     retrain_options: dict[str, Any] = field(default_factory=dict)
     standalone_dir: str | None = None
@@ -142,16 +147,24 @@ def _latency_table(run_dir: Path, out_dir: Path, space: Any, dataset: str) -> tu
 
 
 def _score_on_supernet(
-    supernet: Any, picks: Sequence[PickedArch], bundle: Any, calib_batches: int
+    supernet: Any, picks: Sequence[PickedArch], bundle: Any, cfg: ValidationConfig
 ) -> list[tuple[float, float]]:
-    """``(accuracy after BN recalibration, accuracy with the supernet's own BN statistics)``."""
+    """``(accuracy after BN recalibration, accuracy with the supernet's own BN statistics)``;
+    the first after ``cfg.finetune_steps`` of fine-tuning, if any."""
     from nasfuse.progress import progress_bar
     from nasfuse.training import evaluate_arch, preserved_bn_stats
 
     scores = []
     for pick in progress_bar(picks, desc="supernet scores", unit="arch"):
         with preserved_bn_stats(supernet):
-            recalibrated = evaluate_arch(supernet, pick.arch, bundle, calib_batches)
+            recalibrated = evaluate_arch(
+                supernet,
+                pick.arch,
+                bundle,
+                cfg.calib_batches,
+                finetune_steps=cfg.finetune_steps,
+                finetune_lr=cfg.finetune_lr,
+            )
         # Outside the block the statistics are the trained supernet's again.
         as_trained = evaluate_arch(supernet, pick.arch, bundle, recalibrate=False)
         scores.append((recalibrated, as_trained))
@@ -204,6 +217,7 @@ def validate_supernet(
     out_dir.mkdir(parents=True, exist_ok=True)
     trained = load_checkpoint(supernet_path, kind="supernet")
     supernet_cfg: Mapping[str, Any] = trained.get("config", {})
+    supernet_seconds = float(trained.get("wall_time") or 0.0)
     dataset = str(trained.get("dataset") or supernet_cfg.get("dataset", "digits"))
     data_dir = supernet_cfg.get("data_dir")
     del trained
@@ -232,7 +246,7 @@ def validate_supernet(
         seed=int(supernet_cfg.get("seed", 0)),
     )
     scoring_started = time.perf_counter()
-    supernet_scores = _score_on_supernet(supernet, picks, bundle, cfg.calib_batches)
+    supernet_scores = _score_on_supernet(supernet, picks, bundle, cfg)
     scoring_seconds = time.perf_counter() - scoring_started
 
     retrain_cfg = load_config(
@@ -357,6 +371,16 @@ def validate_supernet(
             "batch_size": table.batch_size,
         },
         "calib_batches": cfg.calib_batches,
+        "scoring": {
+            "method": "finetune" if cfg.finetune_steps > 0 else "inherited",
+            "finetune_steps": cfg.finetune_steps,
+            "finetune_lr": cfg.finetune_lr,
+            # The extra cost of the scoring method, as a ratio to the supernet's training.
+            "seconds": round(scoring_seconds, 2),
+            "ratio_to_supernet_training": (
+                round(scoring_seconds / supernet_seconds, 4) if supernet_seconds else None
+            ),
+        },
         "metric_pair": (
             f"supernet_acc (val, BN recalibrated) vs standalone_test_acc (mean of "
             f"{cfg.seeds} seed(s))"
