@@ -219,7 +219,8 @@ def test_validate_supernet_end_to_end_on_the_tiny_space(tmp_path: Path) -> None:
     argv = [
         "validate-supernet", "--run", str(run), "--archs", "3", "--epochs", "4",
         "--train-subset", "512", "--include", "add,concat", "--num-cpus", "2",
-        "--calib-batches", "4", "--finetune-steps", "2", "warmup_epochs=0", "lr=0.1",
+        "--calib-batches", "4", "--finetune-steps", "2", "--few-shot-epochs", "1",
+        "warmup_epochs=0", "lr=0.1",
     ]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((run / "validation" / "validation.json").read_text())
@@ -228,7 +229,11 @@ def test_validate_supernet_end_to_end_on_the_tiny_space(tmp_path: Path) -> None:
     assert {e["label"] for e in entries} >= {"all-add", "all-concat"}
     assert len({e["arch_hash"] for e in entries}) == 5
     assert report["seeds"] == [0, 1]
-    assert report["scoring"]["method"] == "finetune" and report["scoring"]["finetune_steps"] == 2
+    assert report["scoring"]["method"] == "few-shot+finetune"
+    assert report["scoring"]["finetune_steps"] == 2
+    assert report["scoring"]["few_shot"]["ops"] == ["add", "concat"]
+    assert report["scoring"]["few_shot"]["cost_ratio"] > 0
+    assert (run / "few_shot" / "add" / "supernet.pt").is_file()
     assert report["scoring"]["ratio_to_supernet_training"] > 0
     for entry in entries:
         assert 0.0 <= entry["supernet_acc"] <= 1.0

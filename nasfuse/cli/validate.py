@@ -35,6 +35,8 @@ def _validate_supernet(args: argparse.Namespace) -> int:
         calib_batches=args.calib_batches,
         finetune_steps=args.finetune_steps,
         finetune_lr=args.finetune_lr,
+        few_shot_epochs=args.few_shot_epochs,
+        few_shot_site=args.few_shot_site,
         retrain_options=parse_overrides(args.overrides),
         standalone_dir=str(args.standalone_dir) if args.standalone_dir else None,
         ray_address=args.ray_address,
@@ -123,6 +125,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--finetune-lr", type=float, default=0.01, help="the fine-tuning's learning rate (0.01)"
+    )
+    parser.add_argument(
+        "--few-shot-epochs",
+        type=int,
+        default=0,
+        help="score with few-shot sub-supernets (one per op at --few-shot-site), each "
+        "trained this many epochs from the supernet; reused if the run has them (default 0)",
+    )
+    parser.add_argument(
+        "--few-shot-site", default=None, help="the site to split on (default: the last)"
     )
     parser.add_argument("--out", type=Path, default=None, help="default <run>/validation")
     parser.add_argument(

@@ -5,6 +5,8 @@
 - :func:`recalibrate_bn`, :func:`evaluate`, :func:`evaluate_arch`: scoring a subnet with
   inherited weights after re-estimating its BatchNorm statistics.
 - :func:`retrain` / :func:`load_model`: training an exported architecture and reading it back.
+- :func:`train_few_shot` / :class:`FewShotSupernets`: few-shot sub-supernets split on one
+  site's op, each scoring the architectures with its op there.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nasfuse.training.evaluation import (
     preserved_bn_stats,
     recalibrate_bn,
 )
+from nasfuse.training.few_shot import FewShotSupernets, train_few_shot
 from nasfuse.training.retraining import (
     METRICS_FILE,
     MODEL_FILE,
@@ -50,6 +53,7 @@ __all__ = [
     "SAMPLERS",
     "SUPERNET_FILE",
     "ArchSampler",
+    "FewShotSupernets",
     "DistributedContext",
     "FairSampler",
     "RetrainConfig",
@@ -73,5 +77,6 @@ __all__ = [
     "restore_rng_state",
     "retrain",
     "setup_distributed",
+    "train_few_shot",
     "train_supernet",
 ]

@@ -43,7 +43,18 @@ __all__ = [
 ]
 
 # Keys that may change when a run is resumed: they do not change what is computed.
-RESUMABLE_CHANGES = frozenset({"num_workers", "progress", "data_dir", "download", "threads"})
+# The few-shot split runs after the training and keeps its own record (few_shot.json).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "num_workers",
+        "progress",
+        "data_dir",
+        "download",
+        "threads",
+        "few_shot_epochs",
+        "few_shot_site",
+    }
+)
 
 
 @dataclass

@@ -39,16 +39,33 @@ class ArchSampler:
     Args:
         space: the search space; each site's allowed ops are the choices there.
         seed: seed of the sampler's own RNG.
+        fixed: sites held at one op (a few-shot sub-supernet's split); the other sites
+            are sampled as usual.
 
     Attributes:
         counts: ``counts[site][op]``: how many steps had ``op`` active at ``site``.
+
+    Raises:
+        ValueError: a fixed site the space does not have, or an op not allowed there.
     """
 
     name = "base"
 
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, fixed: Mapping[str, str] | None = None
+    ) -> None:
+        fixed = dict(fixed or {})
+        for site, op in fixed.items():
+            if site not in space.sites:
+                raise ValueError(f"fixed site {site!r} is not a site of space {space.name!r}")
+            if op not in space.sites[site].ops:
+                raise ValueError(
+                    f"fixed site {site!r}: op {op!r} is not allowed there "
+                    f"(allowed: {', '.join(space.sites[site].ops)})"
+                )
         self.site_ops: dict[str, tuple[str, ...]] = {
-            name: tuple(site.ops) for name, site in space.sites.items()
+            name: (fixed[name],) if name in fixed else tuple(site.ops)
+            for name, site in space.sites.items()
         }
         self.rng = random.Random(seed)
         self.counts: dict[str, dict[str, int]] = {
@@ -108,8 +125,10 @@ class FairSampler(ArchSampler):
 
     name = "fair"
 
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
-        super().__init__(space, seed)
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, fixed: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(space, seed, fixed)
         self.queues: dict[str, list[str]] = {site: [] for site in self.site_ops}
 
     def _draw(self) -> dict[str, str]:
@@ -135,12 +154,15 @@ class FairSampler(ArchSampler):
 SAMPLERS: dict[str, type[ArchSampler]] = {"uniform": UniformSampler, "fair": FairSampler}
 
 
-def create_sampler(name: str, space: SearchSpace, seed: int = 0) -> ArchSampler:
-    """``"uniform"`` or ``"fair"``; ``ValueError`` naming the choices otherwise."""
+def create_sampler(
+    name: str, space: SearchSpace, seed: int = 0, fixed: Mapping[str, str] | None = None
+) -> ArchSampler:
+    """``"uniform"`` or ``"fair"`` (with ``fixed`` sites held at one op); ``ValueError``
+    naming the choices otherwise."""
     try:
         cls = SAMPLERS[name]
     except KeyError:
         raise ValueError(
             f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}"
         ) from None
-    return cls(space, seed)
+    return cls(space, seed, fixed)

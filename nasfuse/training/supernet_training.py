@@ -52,6 +52,13 @@ class SupernetTrainConfig(TrainingConfig):
             can, so all paths share one channel basis) or ``paper``; see ``Supernet``.
         clip_grad: gradient-norm clipping, on by default (5.0) for supernets: a step's
             random path can send one large gradient into weights every path shares.
+        fixed_sites: sites held at one op during training (a few-shot sub-supernet).
+        init_from: a supernet checkpoint of the same space whose weights training starts
+            from (a few-shot sub-supernet inherits the one-shot supernet's).
+        few_shot_epochs: after training, split the supernet by the op at
+            ``few_shot_site`` into one sub-supernet per op, each trained this many more
+            epochs from these weights (:func:`~nasfuse.training.train_few_shot`); 0: none.
+        few_shot_site: the site to split on; None: the last site.
     """
 
     space: str = "hrnet_lite"
@@ -62,6 +69,10 @@ class SupernetTrainConfig(TrainingConfig):
     clip_grad: float | None = 5.0
     eval_archs: int = 2
     eval_calib_batches: int = 5
+    fixed_sites: dict[str, str] = field(default_factory=dict)
+    init_from: str | None = None
+    few_shot_epochs: int = 0
+    few_shot_site: str | None = None
 
 
 def space_info(space: Any) -> dict[str, Any]:
@@ -103,6 +114,17 @@ def space_from_info(info: Mapping[str, Any], path: str | Path) -> Any:
     return space
 
 
+def _inherited_weights(path: str | Path, space: Any) -> Mapping[str, Any]:
+    """The model weights of supernet checkpoint ``path``, which must be of ``space``."""
+    checkpoint = load_checkpoint(path, kind="supernet")
+    if checkpoint.get("space_hash") != space.hash:
+        raise CheckpointError(
+            f"{path}: init_from is a supernet of space {checkpoint.get('space_name')!r} "
+            f"(hash {checkpoint.get('space_hash')}), not of {space.name!r} (hash {space.hash})"
+        )
+    return checkpoint["model"]
+
+
 class SupernetTrainer(TrainingRun):
     """A supernet training run (see :func:`train_supernet`); ``.net`` is the :class:`Supernet`.
 
@@ -139,11 +161,14 @@ class SupernetTrainer(TrainingRun):
             space, num_classes=bundle.num_classes, in_chans=bundle.in_chans, op_init=cfg.op_init
         )
         self.space = space
-        self.sampler = create_sampler(cfg.sampler, space, seed=cfg.seed)
+        self.sampler = create_sampler(cfg.sampler, space, seed=cfg.seed, fixed=cfg.fixed_sites)
         # A fixed set of archs scored after every epoch, so the val curve is comparable.
-        fixed = UniformSampler(space, seed=cfg.seed + 1)
+        fixed = UniformSampler(space, seed=cfg.seed + 1, fixed=cfg.fixed_sites)
         self.eval_arch_list = [fixed.next_arch() for _ in range(cfg.eval_archs)]
         super().__init__(cfg, out_dir, supernet, bundle, context, resume=resume)
+        if cfg.init_from and not self.resumed:
+            # In place, so the optimiser already holds these parameters.
+            self.net.load_state_dict(_inherited_weights(cfg.init_from, space))
 
     def before_step(self, step: int) -> None:
         self.net.set_arch(self.sampler.next_arch())
@@ -190,6 +215,9 @@ def train_supernet(cfg: SupernetTrainConfig, out_dir: str | Path, resume: bool =
             weights an uninterrupted run reaches). Without it, a directory that already
             holds a checkpoint is refused.
 
+    With ``cfg.few_shot_epochs``, the few-shot sub-supernets are trained afterwards into
+    ``out_dir/few_shot`` (by every rank together under torchrun).
+
     Returns:
         The path of ``supernet.pt`` (kind ``"supernet"``).
     """
@@ -198,6 +226,11 @@ def train_supernet(cfg: SupernetTrainConfig, out_dir: str | Path, resume: bool =
         trainer.fit()
     finally:
         trainer.context.close()
+    if cfg.few_shot_epochs > 0:
+        # Under torchrun every rank takes part, as in the one-shot training.
+        from nasfuse.training.few_shot import train_few_shot
+
+        train_few_shot(trainer.checkpoint_path, cfg.few_shot_epochs, cfg.few_shot_site)
     return trainer.checkpoint_path
 
 

@@ -27,7 +27,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,11 @@ class ValidationConfig:
         finetune_steps: fine-tune each architecture's inherited weights this many steps
             before scoring it (:func:`~nasfuse.training.finetune`; 0: score them as they are).
         finetune_lr: the fine-tuning's learning rate.
+        few_shot_epochs: score each architecture with the few-shot sub-supernet of its op
+            at ``few_shot_site``, each trained this many epochs from the supernet's weights
+            (:func:`~nasfuse.training.train_few_shot`; reused when the run has them);
+            0: score with the one-shot supernet.
+        few_shot_site: the split site; None: the last site.
         pool_size: random architectures to pick the spread ones from; None: automatic.
         retrain_options: other :class:`~nasfuse.training.RetrainConfig` fields of the
             stand-alone budget (``lr``, ``batch_size``, ...).
@@ -91,6 +96,8 @@ class ValidationConfig:
     calib_batches: int = 20
     finetune_steps: int = 0
     finetune_lr: float = 0.01
+    few_shot_epochs: int = 0
+    few_shot_site: str | None = None
     pool_size: int | None = None
     retrain_options: dict[str, Any] = field(default_factory=dict)
     standalone_dir: str | None = None
@@ -147,15 +154,20 @@ def _latency_table(run_dir: Path, out_dir: Path, space: Any, dataset: str) -> tu
 
 
 def _score_on_supernet(
-    supernet: Any, picks: Sequence[PickedArch], bundle: Any, cfg: ValidationConfig
+    supernets: Callable[[Mapping[str, str]], Any],
+    picks: Sequence[PickedArch],
+    bundle: Any,
+    cfg: ValidationConfig,
 ) -> list[tuple[float, float]]:
     """``(accuracy after BN recalibration, accuracy with the supernet's own BN statistics)``;
-    the first after ``cfg.finetune_steps`` of fine-tuning, if any."""
+    the first after ``cfg.finetune_steps`` of fine-tuning, if any. ``supernets`` gives the
+    supernet that scores an architecture (the one-shot one, or its few-shot sub-supernet)."""
     from nasfuse.progress import progress_bar
     from nasfuse.training import evaluate_arch, preserved_bn_stats
 
     scores = []
     for pick in progress_bar(picks, desc="supernet scores", unit="arch"):
+        supernet = supernets(pick.arch)
         with preserved_bn_stats(supernet):
             recalibrated = evaluate_arch(
                 supernet,
@@ -245,8 +257,15 @@ def validate_supernet(
         data_dir=data_dir,
         seed=int(supernet_cfg.get("seed", 0)),
     )
+    few_shot = None
+    if cfg.few_shot_epochs > 0:
+        from nasfuse.training import train_few_shot
+
+        few_shot = train_few_shot(supernet_path, cfg.few_shot_epochs, cfg.few_shot_site)
     scoring_started = time.perf_counter()
-    supernet_scores = _score_on_supernet(supernet, picks, bundle, cfg)
+    supernet_scores = _score_on_supernet(
+        few_shot.for_arch if few_shot else (lambda arch: supernet), picks, bundle, cfg
+    )
     scoring_seconds = time.perf_counter() - scoring_started
 
     retrain_cfg = load_config(
@@ -372,9 +391,28 @@ def validate_supernet(
         },
         "calib_batches": cfg.calib_batches,
         "scoring": {
-            "method": "finetune" if cfg.finetune_steps > 0 else "inherited",
+            "method": "+".join(
+                name
+                for name, used in (
+                    ("few-shot", few_shot is not None),
+                    ("finetune", cfg.finetune_steps > 0),
+                )
+                if used
+            )
+            or "inherited",
             "finetune_steps": cfg.finetune_steps,
             "finetune_lr": cfg.finetune_lr,
+            "few_shot": (
+                {
+                    "site": few_shot.site,
+                    "epochs": few_shot.manifest["epochs"],
+                    "ops": list(few_shot.supernets),
+                    # The sub-supernets' training time over the one-shot supernet's.
+                    "cost_ratio": few_shot.manifest.get("cost_ratio"),
+                }
+                if few_shot
+                else None
+            ),
             # The extra cost of the scoring method, as a ratio to the supernet's training.
             "seconds": round(scoring_seconds, 2),
             "ratio_to_supernet_training": (
