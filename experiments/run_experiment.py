@@ -28,6 +28,7 @@ import argparse
 import copy
 import datetime
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ KIND_KEYS = {
     },
     "search_efficiency": {"supernet", "search", "samplers", "seeds", "latency_table", "resources"},
 }
-OPTIONAL_KEYS = {"expected_cost", "data_dir"}
+OPTIONAL_KEYS = {"expected_cost", "data_dir", "scorings"}
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -307,10 +308,18 @@ def run_ranking(recipe: dict[str, Any], args: argparse.Namespace, command: str) 
     dirs = ensure_supernets(configs, root, resources)
     val = dict(recipe["validation"])
     budget = dict(recipe["standalone"])
+    # Each scoring method (inherited weights, fine-tuning, few-shot, ...) is one row per
+    # sampler; the stand-alone trainings are shared by all of them (one cache).
+    scorings = recipe.get("scorings") or [{"name": "inherited"}]
     reports = {}
-    for sampler, run_dir in zip(recipe["samplers"], dirs, strict=True):
+    for (sampler, run_dir), scoring in itertools.product(
+        zip(recipe["samplers"], dirs, strict=True), scorings
+    ):
         shutil.copyfile(table, run_dir / "latency_table.json")
+        method = {key: value for key, value in scoring.items() if key != "name"}
+        row = sampler if len(scorings) == 1 else f"{sampler}, {scoring['name']}"
         cfg = ValidationConfig(
+            **method,
             archs=int(val["archs"]),
             include_ops=val.get("include_ops"),  # None: every uniform architecture
             calib_batches=int(val.get("calib_batches", 20)),
@@ -326,8 +335,9 @@ def run_ranking(recipe: dict[str, Any], args: argparse.Namespace, command: str) 
             num_cpus=args.num_cpus,
             gpus_per_training=float(resources.get("gpus_per_trial", 0)),
         )
-        result = validate_supernet(run_dir, cfg, root / recipe["name"] / f"validation-{sampler}")
-        reports[sampler] = result.report
+        suffix = sampler if len(scorings) == 1 else f"{sampler}-{scoring['name']}"
+        result = validate_supernet(run_dir, cfg, root / recipe["name"] / f"validation-{suffix}")
+        reports[row] = result.report
         write_ranking(recipe, reports, command, time.perf_counter() - started, args.results_dir)
 
 
@@ -385,7 +395,7 @@ def write_ranking(
             )
         )
     for sampler, report in reports.items():
-        lines += ["", f"## {sampler} sampling", "", format_validation_table(report)]
+        lines += ["", f"## {sampler}", "", format_validation_table(report)]
         lines.append(
             f"\nWall time: supernet scoring {report['wall_time_s']['supernet_scoring']:.0f} s, "
             f"stand-alone trainings {report['wall_time_s']['standalone_trainings_sum']:.0f} s "
