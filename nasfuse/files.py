@@ -22,11 +22,13 @@ import torch
 import yaml
 
 __all__ = [
+    "CHECKPOINT_ENTRIES",
     "CheckpointError",
     "MAX_YAML_BYTES",
     "MAX_YAML_NODES",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_checkpoint_entries",
     "save_checkpoint",
     "load_checkpoint",
     "parse_yaml_text",
@@ -88,7 +90,8 @@ def load_checkpoint(
         map_location: where tensors are loaded.
 
     Raises:
-        CheckpointError: naming the file, when it is missing, unreadable or of the wrong kind.
+        CheckpointError: naming the file, when it is missing, unreadable, of the wrong kind,
+            or holds an entry of the wrong type (see :data:`CHECKPOINT_ENTRIES`).
     """
     path = Path(path)
     if not path.is_file():
@@ -105,7 +108,64 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: expected a {kind!r} checkpoint, found kind {obj.get('kind')!r}"
         )
+    check_checkpoint_entries(obj, path)
     return obj
+
+
+def _is_count(value: Any, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items()
+    )
+
+
+#: What each entry a nasfuse checkpoint may hold must be, so that a reader never meets a
+#: value of the wrong type deep inside ``load_state_dict`` or ``int()``.
+CHECKPOINT_ENTRIES: dict[str, tuple[str, Any]] = {
+    "kind": ("a string", lambda v: isinstance(v, str)),
+    "format": ("an integer >= 1", lambda v: _is_count(v, 1)),
+    "model": ("a state dict (parameter name -> tensor)", _is_state_dict),
+    "num_classes": ("an integer >= 0", _is_count),
+    "in_chans": ("an integer >= 1", lambda v: _is_count(v, 1)),
+    "input_size": ("an integer >= 1", lambda v: _is_count(v, 1)),
+    "epoch": ("an integer >= 0", _is_count),
+    "global_step": ("an integer >= 0", _is_count),
+    "wall_time": (
+        "a number",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    ),
+    "history": ("a list", lambda v: isinstance(v, list)),
+    "arch": (
+        "a mapping of site -> op",
+        lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values())),
+    ),
+    **{
+        key: ("a string", lambda v: isinstance(v, str))
+        for key in ("space", "space_name", "space_hash", "dataset")
+    },
+    **{
+        key: ("a mapping", lambda v: isinstance(v, dict))
+        for key in ("optimizer", "scheduler", "scaler", "rng", "config", "extra", "space_options")
+    },
+}
+
+
+def check_checkpoint_entries(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuse an entry of :data:`CHECKPOINT_ENTRIES` whose value is of the wrong type.
+
+    Raises:
+        CheckpointError: naming the file, the entry, what it should be and what it is.
+    """
+    for key, (expected, is_valid) in CHECKPOINT_ENTRIES.items():
+        if key in checkpoint and not is_valid(checkpoint[key]):
+            found = type(checkpoint[key]).__name__
+            raise CheckpointError(
+                f"{path}: not a usable nasfuse checkpoint: entry {key!r} should be "
+                f"{expected}, found a {found}"
+            )
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
