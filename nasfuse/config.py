@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from nasfuse.files import atomic_write_text, parse_yaml_text, read_yaml_mapping
+
 __all__ = ["ConfigError", "load_config", "save_config", "config_from_dict", "parse_overrides"]
 
 T = TypeVar("T")
@@ -43,10 +45,8 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        try:
-            result[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from exc
+        source = f"override {item!r}"
+        result[key.strip()] = parse_yaml_text(value, source, ConfigError) if value.strip() else None
     return result
 
 
@@ -145,15 +145,9 @@ def load_config(
         source = str(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
-        data.update(loaded)
+        data.update(
+            read_yaml_mapping(path, "a mapping of keys to values", ConfigError, allow_empty=True)
+        )
     extra = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     data.update(extra)
     return config_from_dict(cls, data, source)
@@ -161,7 +155,5 @@ def load_config(
 
 def save_config(config: Any, path: str | Path) -> None:
     """Write a dataclass config as YAML (atomically), so the run can be repeated."""
-    from nasfuse.files import atomic_write_text
-
     data = dataclasses.asdict(config)
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

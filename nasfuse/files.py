@@ -1,7 +1,13 @@
-"""Files a run writes: atomic writes and checkpoints that load safely.
+"""Files nasfuse writes and reads: atomic writes, checkpoints and YAML that load safely.
 
 A run may be killed at any moment; nothing it leaves behind may be half-written. Every
 file is written to a temporary name in the same directory and renamed into place.
+
+Every YAML file the product reads (space, architecture, config, a run's saved settings)
+goes through :func:`read_yaml_mapping`, which refuses, naming the file, what would
+otherwise exhaust memory or the stack: a file over :data:`MAX_YAML_BYTES`, aliases that
+expand to more than :data:`MAX_YAML_NODES` nodes (a "billion laughs" file is a few hundred
+bytes), recursive aliases, and nesting deeper than the parser's recursion can take.
 """
 
 from __future__ import annotations
@@ -13,14 +19,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 __all__ = [
+    "CHECKPOINT_ENTRIES",
     "CheckpointError",
+    "MAX_YAML_BYTES",
+    "MAX_YAML_NODES",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_checkpoint_entries",
     "save_checkpoint",
     "load_checkpoint",
+    "parse_yaml_text",
+    "read_yaml_mapping",
 ]
+
+#: Largest YAML file read. The shipped spaces are about 1 KiB; a 72-site architecture 3 KiB.
+MAX_YAML_BYTES = 1 << 20
+#: Most nodes a YAML document may hold once its aliases are expanded (scalars, lists and
+#: mappings each count one). The largest file nasfuse writes has about 200.
+MAX_YAML_NODES = 100_000
 
 
 class CheckpointError(RuntimeError):
@@ -71,7 +90,8 @@ def load_checkpoint(
         map_location: where tensors are loaded.
 
     Raises:
-        CheckpointError: naming the file, when it is missing, unreadable or of the wrong kind.
+        CheckpointError: naming the file, when it is missing, unreadable, of the wrong kind,
+            or holds an entry of the wrong type (see :data:`CHECKPOINT_ENTRIES`).
     """
     path = Path(path)
     if not path.is_file():
@@ -88,4 +108,193 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: expected a {kind!r} checkpoint, found kind {obj.get('kind')!r}"
         )
+    check_checkpoint_entries(obj, path)
     return obj
+
+
+def _is_count(value: Any, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and isinstance(tensor, torch.Tensor) for key, tensor in value.items()
+    )
+
+
+#: What each entry a nasfuse checkpoint may hold must be, so that a reader never meets a
+#: value of the wrong type deep inside ``load_state_dict`` or ``int()``.
+CHECKPOINT_ENTRIES: dict[str, tuple[str, Any]] = {
+    "kind": ("a string", lambda v: isinstance(v, str)),
+    "format": ("an integer >= 1", lambda v: _is_count(v, 1)),
+    "model": ("a state dict (parameter name -> tensor)", _is_state_dict),
+    "num_classes": ("an integer >= 0", _is_count),
+    "in_chans": ("an integer >= 1", lambda v: _is_count(v, 1)),
+    "input_size": ("an integer >= 1", lambda v: _is_count(v, 1)),
+    "epoch": ("an integer >= 0", _is_count),
+    "global_step": ("an integer >= 0", _is_count),
+    "wall_time": (
+        "a number",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    ),
+    "history": ("a list", lambda v: isinstance(v, list)),
+    "arch": (
+        "a mapping of site -> op",
+        lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values())),
+    ),
+    **{
+        key: ("a string", lambda v: isinstance(v, str))
+        for key in ("space", "space_name", "space_hash", "dataset")
+    },
+    **{
+        key: ("a mapping", lambda v: isinstance(v, dict))
+        for key in ("optimizer", "scheduler", "scaler", "rng", "config", "extra", "space_options")
+    },
+}
+
+
+def check_checkpoint_entries(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuse an entry of :data:`CHECKPOINT_ENTRIES` whose value is of the wrong type.
+
+    Raises:
+        CheckpointError: naming the file, the entry, what it should be and what it is.
+    """
+    for key, (expected, is_valid) in CHECKPOINT_ENTRIES.items():
+        if key in checkpoint and not is_valid(checkpoint[key]):
+            found = type(checkpoint[key]).__name__
+            raise CheckpointError(
+                f"{path}: not a usable nasfuse checkpoint: entry {key!r} should be "
+                f"{expected}, found a {found}"
+            )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_node_count(root: yaml.Node, limit: int) -> int:
+    """Nodes of the document with every alias expanded, without expanding them.
+
+    An alias is the very node its anchor names, so the composed document is a graph of the
+    file's own size; each node's expanded count is computed once. Stops past ``limit``.
+
+    Raises:
+        ValueError: for an alias inside the node it refers to (an infinite document).
+    """
+    counts: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        if children_done:
+            open_nodes.discard(id(node))
+            counts[id(node)] = min(limit + 1, 1 + sum(counts[id(c)] for c in children))
+            continue
+        if id(node) in counts:
+            continue
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise ValueError(f"line {child.start_mark.line + 1}: an alias refers to itself")
+            if id(child) not in counts:
+                stack.append((child, False))
+    return counts[id(root)]
+
+
+def parse_yaml_text(text: str, source: str, error: type[ValueError] = ValueError) -> Any:
+    """Parse one YAML document with the safe loader, within the limits above.
+
+    Args:
+        text: the document.
+        source: what to name in errors (a file path, or ``override 'a=b'``).
+        error: the ``ValueError`` subclass to raise (``SpaceError``, ``ConfigError``).
+
+    Raises:
+        error: ``"<source>: line L, column C: not valid YAML: ..."``, a key given twice,
+            aliases expanding past :data:`MAX_YAML_NODES`, a recursive alias, or nesting
+            too deep to parse.
+    """
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            expanded = _expanded_node_count(node, MAX_YAML_NODES)
+        except ValueError as exc:
+            raise error(f"{source}: {exc}") from None
+        if expanded > MAX_YAML_NODES:
+            raise error(
+                f"{source}: refused: its aliases expand to more than {MAX_YAML_NODES:,} "
+                "YAML nodes (anchors repeated inside anchors); write the values out"
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error(f"{source}: {where}not valid YAML: {problem}") from None
+    except RecursionError:
+        raise error(f"{source}: refused: nested too deeply to parse") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml_mapping(
+    path: str | Path,
+    what: str = "a mapping",
+    error: type[ValueError] = ValueError,
+    allow_empty: bool = False,
+) -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping, through :func:`parse_yaml_text`.
+
+    Args:
+        path: the file.
+        what: what the top level should be, for the error (``"a search-space mapping"``).
+        error: the ``ValueError`` subclass to raise.
+        allow_empty: an empty file gives ``{}`` instead of an error.
+
+    Raises:
+        error: naming the file: larger than :data:`MAX_YAML_BYTES`, unreadable, not UTF-8,
+            not valid or refused YAML (see :func:`parse_yaml_text`), or not a mapping.
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(
+                f"{path}: refused: {size:,} bytes is more than the {MAX_YAML_BYTES:,} a "
+                f"YAML file nasfuse reads may have (expected {what})"
+            )
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise error(f"{path}: cannot be read as a UTF-8 text file ({reason})") from None
+    data = parse_yaml_text(text, str(path), error)
+    if data is None and allow_empty:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected {what} at the top level, got {type(data).__name__}")
+    return data

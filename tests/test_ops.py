@@ -89,6 +89,19 @@ def test_output_has_the_input_shape(name, num_inputs, channels):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("name", ALL_OPS)
+def test_output_keeps_the_memory_format_of_the_input(name, memory_format):
+    # A channels-last tensor leaking out of an op into a contiguous network reached a
+    # oneDNN kernel that corrupts the heap (issue 19, experiments/repro_cmgm_crash.py).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 4 channels: cmgm falls back to 4 heads
+        op = create_op(name, 4, 2)
+    xs = [x.contiguous(memory_format=memory_format) for x in make_inputs(2, 4, size=4)]
+    out = op(xs)
+    assert out.is_contiguous(memory_format=memory_format), out.stride()
+
+
 def test_cmgm_keeps_eight_heads_at_128_channels():
     op = create_op("cmgm", 128, 2, heads=8)
     assert op.heads == 8

@@ -8,13 +8,23 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["FusionOp", "ImplChoice", "check_positive_int", "zero_batchnorm_"]
+__all__ = ["FusionOp", "ImplChoice", "check_positive_int", "memory_format_of", "zero_batchnorm_"]
 
 
 def zero_batchnorm_(bn: nn.BatchNorm2d) -> None:
     """Zero a BatchNorm's affine weight and bias, so that it outputs 0 until trained."""
     nn.init.zeros_(bn.weight)
     nn.init.zeros_(bn.bias)
+
+
+def memory_format_of(tensor: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a tensor laid out channels-last, else ``contiguous_format``.
+
+    A tensor that is both (one channel, or 1x1 spatial) counts as contiguous.
+    """
+    if not tensor.is_contiguous() and tensor.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def check_positive_int(op_name: str, option: str, value: object, minimum: int = 1) -> int:

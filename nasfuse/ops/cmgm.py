@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils import flop_counter
 
-from nasfuse.ops._base import FusionOp, ImplChoice, check_positive_int
+from nasfuse.ops._base import FusionOp, ImplChoice, check_positive_int, memory_format_of
 from nasfuse.ops._registry import register_op
 
 __all__ = ["CrossModelGrafting", "ATTENTION_IMPLS", "largest_divisor_at_most"]
@@ -143,7 +143,12 @@ class CrossModelGrafting(FusionOp):
         attended = self.attention(self._split_heads(query), key, self._split_heads(value))
         attended = attended.transpose(1, 2).reshape(batch, height * width, channels)
         grafted = self.proj(attended) + x_tokens
+        # (B, N, C) -> (B, C, H, W) is a view with channels-last strides. Copy it into x's
+        # layout: a channels-last tensor leaking into a contiguous network reaches oneDNN's
+        # AVX2 1x1 stride-2 weight-gradient kernel, which overruns its buffer for fewer
+        # than 8 channels and corrupts the heap (experiments/repro_cmgm_crash.py).
         grafted = grafted.transpose(1, 2).reshape(batch, channels, height, width)
+        grafted = grafted.contiguous(memory_format=memory_format_of(x))
         return self.conv_block(grafted) + grafted
 
     def extra_repr(self) -> str:

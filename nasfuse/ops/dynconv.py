@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasfuse.ops._base import FusionOp, ImplChoice, check_positive_int
+from nasfuse.ops._base import FusionOp, ImplChoice, check_positive_int, memory_format_of
 from nasfuse.ops._registry import register_op
 
 __all__ = ["DynamicKernelFusion", "CONV_IMPLS"]
@@ -139,7 +139,8 @@ class DynamicKernelFusion(FusionOp):
                 padding=padding,
                 groups=batch,
             ).view(batch, self.channels, height, width)
-        return self.bn(projected)
+        # The batched paths give a contiguous tensor; keep the network's layout.
+        return self.bn(projected.contiguous(memory_format=memory_format_of(xs[0])))
 
     def extra_repr(self) -> str:
         return (

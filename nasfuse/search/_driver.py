@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from nasfuse.config import config_from_dict
-from nasfuse.files import atomic_write_text
+from nasfuse.files import atomic_write_text, read_yaml_mapping
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
 from nasfuse.search._engine import SearchStats, search_architectures
 from nasfuse.search._export import CONFIG_FILE, export_run
@@ -104,7 +104,7 @@ def _depth_options(
 
 
 def _check_resume(path: Path, resolved: SearchConfig) -> None:
-    saved = yaml.safe_load(path.read_text()) or {}
+    saved = read_yaml_mapping(path, "the saved search settings", allow_empty=True)
     current = dataclasses.asdict(resolved)
     changed = [
         f"{key}: {saved.get(key)!r} -> {current[key]!r}"

@@ -13,9 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nasfuse.files import atomic_write_text
+from nasfuse.files import atomic_write_text, read_yaml_mapping
 from nasfuse.search._pareto import hypervolume, parse_pick, pick_index
 from nasfuse.search._study import (
     TrialRecord,
@@ -58,7 +56,7 @@ def describe_pick(pick: str) -> str:
 def _run_settings(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CONFIG_FILE
     if path.is_file():
-        return yaml.safe_load(path.read_text()) or {}
+        return read_yaml_mapping(path, "the saved search settings", allow_empty=True)
     return {}
 
 

@@ -32,9 +32,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import yaml
 from torch import nn
 
+from nasfuse import files
 from nasfuse.spaces import hrnet, resnet
 from nasfuse.spaces._schema import (
     SpaceError,
@@ -247,34 +247,9 @@ def _find_space_file(name_or_path: str | Path) -> tuple[Path, str]:
     raise FileNotFoundError(f"{text}: search space file not found")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                mark = key_node.start_mark
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice", mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def read_yaml_mapping(path: Path, what: str = "a mapping") -> dict[str, Any]:
-    """Parse ``path`` as YAML; ``SpaceError`` with the line for syntax errors."""
-    try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpaceError(f"{path}: {where}not valid YAML: {problem}") from exc
-    if not isinstance(data, dict):
-        raise SpaceError(f"{path}: expected {what} at the top level, got {type(data).__name__}")
-    return data
+    """Parse ``path`` as YAML within nasfuse's limits; ``SpaceError`` naming the file."""
+    return files.read_yaml_mapping(path, what, SpaceError)
 
 
 def apply_overrides(

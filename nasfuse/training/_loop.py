@@ -468,7 +468,7 @@ class TrainingRun:
             self.history = list(state["history"])
             self.wall_time = float(state["wall_time"])
             restore_rng_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError) as exc:
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: cannot resume from this checkpoint ({exc})") from exc
 
     # ------------------------------------------------------------------ loop

@@ -237,7 +237,7 @@ def load_model(
             space, saved_arch, int(checkpoint["num_classes"]), int(checkpoint["in_chans"])
         )
         model.load_state_dict(checkpoint["model"])
-    except (KeyError, RuntimeError, ValueError) as exc:
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: weights do not fit the model of its architecture: {exc}"
         ) from exc

@@ -251,7 +251,7 @@ def load_supernet(path: str | Path, map_location: str = "cpu") -> Any:
     try:
         supernet = Supernet(space, int(checkpoint["num_classes"]), int(checkpoint["in_chans"]))
         supernet.load_state_dict(checkpoint["model"])
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: weights do not fit the supernet of {space.name}: {exc}"
         ) from exc
