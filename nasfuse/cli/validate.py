@@ -39,6 +39,7 @@ def _validate_supernet(args: argparse.Namespace) -> int:
         few_shot_site=args.few_shot_site,
         retrain_options=parse_overrides(args.overrides),
         standalone_dir=str(args.standalone_dir) if args.standalone_dir else None,
+        data_dir=args.data_dir,
         ray_address=args.ray_address,
         num_cpus=args.num_cpus,
         gpus_per_training=args.gpus_per_training,
@@ -142,6 +143,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="where trainings are kept (default <out>/standalone); share it between runs",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the run's dataset is now (default: where the supernet was trained from)",
     )
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster")
     parser.add_argument(

@@ -80,6 +80,7 @@ class ValidationConfig:
         retrain_options: other :class:`~nasfuse.training.RetrainConfig` fields of the
             stand-alone budget (``lr``, ``batch_size``, ...).
         standalone_dir: where the trainings live; None: ``<out>/standalone``.
+        data_dir: where the run's dataset is now; None: where its supernet was trained from.
         ray_address: join this Ray cluster; None: start a local Ray.
         num_cpus: CPUs of the local Ray (one training per CPU); None: all of this machine's.
         gpus_per_training: GPUs (or a share) each stand-alone training asks Ray for.
@@ -101,6 +102,7 @@ class ValidationConfig:
     pool_size: int | None = None
     retrain_options: dict[str, Any] = field(default_factory=dict)
     standalone_dir: str | None = None
+    data_dir: str | None = None
     ray_address: str | None = None
     num_cpus: int | None = None
     gpus_per_training: float = 0.0
@@ -231,7 +233,7 @@ def validate_supernet(
     supernet_cfg: Mapping[str, Any] = trained.get("config", {})
     supernet_seconds = float(trained.get("wall_time") or 0.0)
     dataset = str(trained.get("dataset") or supernet_cfg.get("dataset", "digits"))
-    data_dir = supernet_cfg.get("data_dir")
+    data_dir = cfg.data_dir or supernet_cfg.get("data_dir")
     del trained
     supernet = load_supernet(supernet_path)
     space = supernet.space
