@@ -239,6 +239,36 @@ CASES = [
         ("search", "--space", "resnet20", "--supernet", "{file}", "--out", "{tmp}/run"),
         "entry 'model'",
     ),
+    # --- sizes that cannot fit (3 TiB, 6 TiB at batch 1; 180 GiB at batch 32)
+    Case(
+        "width_mult 1000",
+        "",
+        None,
+        ("space", "show", "resnet20", "--set", "width_mult=1000"),
+        "resnet20.*refused before allocating.*of weights",
+    ),
+    Case(
+        "input_size 100000",
+        "",
+        None,
+        ("space", "show", "resnet20", "--set", "input_size=100000"),
+        "resnet20.*refused before allocating.*per sample",
+    ),
+    Case(
+        "train at input_size 3000",
+        "",
+        None,
+        (
+            "train-supernet",
+            "--space",
+            "resnet20",
+            "--set",
+            "input_size=3000",
+            "--out",
+            "{tmp}/run",
+        ),
+        "at batch size 32 needs at least",
+    ),
     Case(
         "search --supernet: weights of another net",
         "ck.pt",

@@ -79,6 +79,40 @@ def sweep_space(name: str) -> None:
     print("sweep done", flush=True)
 
 
+@pytest.mark.filterwarnings("ignore:cmgm")
+@pytest.mark.parametrize("name", list_spaces())
+def test_no_layer_of_any_uniform_network_turns_channels_last(name):
+    # The crash needed a channels-last tensor inside a contiguous CPU network; with none,
+    # the oneDNN kernel at fault is never reached, whatever the CPU.
+    import torch
+
+    from nasfuse import load_space
+    from nasfuse.supernet import build_model
+
+    space = load_space(name, {"width_mult": 0.125, "input_size": 8})
+    for op in space.config["ops"]:
+        try:
+            arch = space.uniform_arch(op)
+        except ValueError:
+            continue
+        model = build_model(space, arch, num_classes=10, in_chans=1).train()
+        leaks = []
+
+        def record(module, _inputs, output, leaks=leaks):
+            if (
+                isinstance(output, torch.Tensor)
+                and output.dim() == 4
+                and not output.is_contiguous()
+            ):
+                leaks.append(f"{type(module).__name__} strides {output.stride()}")
+
+        hooks = [m.register_forward_hook(record) for m in model.modules()]
+        model(torch.randn(2, 1, 8, 8)).sum().backward()
+        for hook in hooks:
+            hook.remove()
+        assert not leaks, f"{name} all-{op}: non-contiguous outputs: {leaks[:3]}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_spaces())
 def test_every_size_of_a_shipped_space_trains_without_heap_corruption(name):

@@ -346,3 +346,51 @@ def test_cli_space_errors_name_the_problem(capsys: pytest.CaptureFixture[str]) -
     assert "key 'stem_stride': expected a power of 2" in capsys.readouterr().err
     assert main(["space", "cost", str(TINY_RESNET), "--arch", "no_such_op"]) == 2
     assert "neither an architecture file nor an op" in capsys.readouterr().err
+
+
+# --- memory: refused before allocating (issue 19) ---------------------------------------
+
+GIB = 2**30
+
+
+@pytest.fixture
+def machine_with_24_gib(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasfuse.spaces import _memory
+
+    monkeypatch.setattr(_memory, "physical_memory_bytes", lambda: 24 * GIB)
+
+
+@pytest.mark.parametrize(
+    ("override", "part"),
+    [({"width_mult": 1000}, "of weights"), ({"input_size": 100_000}, "activations per sample")],
+)
+def test_a_space_that_cannot_fit_is_refused_on_load_with_the_estimate(
+    machine_with_24_gib: None, override: dict, part: str
+) -> None:
+    with pytest.raises(SpaceError, match=r"refused before allocating") as refused:
+        load_space("resnet20", override)
+    message = str(refused.value)
+    assert "resnet20" in message and part in message and "24.0 GiB" in message
+    assert "at site 'layer1.0'" in message  # layer1 has the largest inputs per sample
+
+
+def test_training_memory_is_checked_at_the_batch_size(machine_with_24_gib: None) -> None:
+    space = load_space("resnet20", {"input_size": 2000})  # about 2.5 GiB a sample: loads
+    space.check_training_memory(batch_size=4)
+    with pytest.raises(SpaceError, match=r"at batch size 32 needs at least 8\d\.\d GiB"):
+        space.check_training_memory(batch_size=32)
+
+
+@pytest.mark.filterwarnings("ignore:cmgm")
+@pytest.mark.parametrize("name", ["resnet20", "hrnet_lite"])
+def test_memory_floor_counts_the_weights_of_the_real_networks(name: str) -> None:
+    from nasfuse import Supernet
+    from nasfuse.spaces._memory import memory_floor
+
+    space = load_space(name, {"width_mult": 0.25})
+    plain = build_model(space, space.uniform_arch("add"), num_classes=0)
+    supernet = Supernet(space, num_classes=0)
+    bytes_per_weight = 3 * 4  # weight, gradient, momentum; float32
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert memory_floor(space).weights == bytes_per_weight * count(plain)
+    assert memory_floor(space, every_op=True).weights == bytes_per_weight * count(supernet)

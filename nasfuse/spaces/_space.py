@@ -36,6 +36,7 @@ from torch import nn
 
 from nasfuse import files
 from nasfuse.spaces import hrnet, resnet
+from nasfuse.spaces._memory import check_training_memory
 from nasfuse.spaces._schema import (
     SpaceError,
     Where,
@@ -195,6 +196,19 @@ class SearchSpace:
             rng = random.Random(rng)
         generator = rng if rng is not None else random
         return {name: generator.choice(site.ops) for name, site in self.sites.items()}
+
+    def check_training_memory(self, batch_size: int, every_op: bool = False) -> None:
+        """Refuse this space if training it at ``batch_size`` cannot fit in this machine's RAM.
+
+        A floor estimate, made without allocating (see ``nasfuse/spaces/_memory.py``);
+        :func:`load_space` checks batch size 1, training runs their own batch size.
+        ``every_op``: count every candidate op's weights (a supernet), not add's only.
+
+        Raises:
+            SpaceError: naming the space, the estimate and the heaviest site.
+        """
+        label = f"{self.source} (with overrides {self.options})" if self.options else self.source
+        check_training_memory(self, batch_size, label, every_op)
 
     def build(
         self,
@@ -380,7 +394,8 @@ def load_space(name_or_path: str | Path, overrides: Mapping[str, Any] | None = N
     Raises:
         SpaceError: naming the file and the key, for unknown keys or ops, channel lists
             that do not match the branch count, non-positive sizes, invalid YAML (with the
-            line), an unknown shipped name.
+            line), an unknown shipped name, a width or input size whose training could
+            not fit in this machine's memory even at batch size 1.
         FileNotFoundError: for a path that does not exist.
 
     Example:
@@ -395,4 +410,6 @@ def load_space(name_or_path: str | Path, overrides: Mapping[str, Any] | None = N
         label = f"{path} (with overrides {options})"
         raw = apply_overrides(raw, options, label)
     config, sites = resolve_space(raw, Where(label))
-    return SearchSpace(config, sites, source, options)
+    space = SearchSpace(config, sites, source, options)
+    check_training_memory(space, 1, label)
+    return space

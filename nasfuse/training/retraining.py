@@ -91,6 +91,7 @@ class Retrainer(TrainingRun):
 
         context = context if context is not None else setup_distributed()
         arch, space = load_arch(arch_path)
+        space.check_training_memory(cfg.batch_size)
         bundle = build_bundle(cfg, space.input_size, context)
         seed_everything(cfg.seed)
         if cfg.init == "supernet":

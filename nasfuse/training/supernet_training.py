@@ -155,6 +155,7 @@ class SupernetTrainer(TrainingRun):
 
         context = context if context is not None else setup_distributed()
         space = load_space(cfg.space, cfg.space_options)
+        space.check_training_memory(cfg.batch_size, every_op=True)
         bundle = build_bundle(cfg, space.input_size, context)
         seed_everything(cfg.seed)
         supernet = Supernet(
