@@ -339,3 +339,43 @@ def test_hostile_input_gives_one_line_naming_the_file(
         assert str(target) in errors[0]
     assert re.search(case.message, errors[0]), errors[0]
     assert len(errors[0]) < 600, "one readable line, not a dump of the input"
+
+
+def test_a_full_disk_mid_training_is_one_line_and_resumable(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second epoch's checkpoint hits ENOSPC: one line naming the file, exit 2, the
+    first epoch's checkpoint byte-identical, and ``--resume`` finishes the run."""
+    import errno
+
+    import nasfuse.files as files
+    from nasfuse.cli import main
+
+    out = tmp_path / "run"
+    argv = [
+        "train-supernet", "--space", str(REPO / "tests" / "fixtures" / "tiny_resnet.yaml"),
+        "--epochs", "2", "--train-subset", "64", "--batch-size", "32", "--threads", "1",
+        "--no-progress", "--out", str(out), "eval_archs=0",
+    ]  # fmt: skip
+    real_fsync, calls = os.fsync, []
+    saved: dict[str, bytes] = {}
+
+    def fsync_then_fill(fd: int) -> None:
+        calls.append(fd)
+        checkpoint = out / "supernet.pt"
+        if checkpoint.is_file() and not saved:
+            saved["bytes"] = checkpoint.read_bytes()  # the first epoch's checkpoint
+        if saved:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync_then_fill)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{out / 'supernet.pt'}: No space left on device" in err and "--resume" in err
+    assert (out / "supernet.pt").read_bytes() == saved["bytes"]
+    assert not list(out.glob(".supernet.pt.*.tmp"))  # no half-written file left behind
+    monkeypatch.setattr(files.os, "fsync", real_fsync)
+    assert main([*argv, "--resume"]) == 0
+    assert torch.load(out / "supernet.pt", weights_only=True)["epoch"] == 2

@@ -44,6 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"nasfuse {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # Disk full, read-only, no permission: writes are atomic, so what was written
+        # before (the last checkpoint) is intact and --resume continues from it.
+        if getattr(args, "debug", False):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(
+            f"nasfuse {args.command}: error: {where}{exc.strerror or exc}; earlier outputs are "
+            "intact: free the space (or fix the permission) and rerun with --resume",
+            file=sys.stderr,
+        )
+        return 2
     return int(result or 0)
 
 
