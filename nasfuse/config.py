@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ from nasfuse.files import atomic_write_text, parse_yaml_text, read_yaml_mapping
 __all__ = ["ConfigError", "load_config", "save_config", "config_from_dict", "parse_overrides"]
 
 T = TypeVar("T")
+# A decimal number, exponent included: what a user means by 1e-4 (YAML 1.1 reads a string).
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class ConfigError(ValueError):
@@ -38,7 +41,8 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     """Turn ``["epochs=3", "lr=0.05"]`` into ``{"epochs": 3, "lr": 0.05}``.
 
     Values are parsed as YAML scalars, so ``true``, ``3``, ``0.1`` and ``[1, 2]`` get their
-    natural types and anything else stays a string.
+    natural types and anything else stays a string. Numbers in exponent form (``1e-4``,
+    ``5E3``), which YAML 1.1 leaves as strings, are floats too; quote one to keep a string.
     """
     result: dict[str, Any] = {}
     for item in overrides:
@@ -46,7 +50,10 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
         source = f"override {item!r}"
-        result[key.strip()] = parse_yaml_text(value, source, ConfigError) if value.strip() else None
+        parsed = parse_yaml_text(value, source, ConfigError) if value.strip() else None
+        if isinstance(parsed, str) and _NUMBER.fullmatch(value.strip()):
+            parsed = float(value)
+        result[key.strip()] = parsed
     return result
 
 

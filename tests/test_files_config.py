@@ -26,6 +26,25 @@ def test_overrides_win_over_file_and_keep_types(tmp_path):
     assert isinstance(cfg.limit, float) and cfg.limit == 2.0
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e-4", 1e-4), ("5e-4", 5e-4), (".5", 0.5), ("-2.5E3", -2500.0), ("1e5", 1e5), ("3", 3)],
+)
+def test_overrides_read_numbers_in_exponent_form_as_numbers(text: str, value: float) -> None:
+    from nasfuse.config import parse_overrides
+
+    parsed = parse_overrides([f"lr={text}"])["lr"]
+    assert parsed == value and type(parsed) is type(value)
+    # The --help example: a float field accepts it.
+    assert load_config(StageConfig, overrides=[f"lr={text}"]).lr == pytest.approx(value)
+
+
+def test_a_quoted_number_stays_a_string() -> None:
+    from nasfuse.config import parse_overrides
+
+    assert parse_overrides(["name='1e-4'", "tag=1e-4x"]) == {"name": "1e-4", "tag": "1e-4x"}
+
+
 def test_unknown_key_names_file_and_key(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("epochz: 3\n")
