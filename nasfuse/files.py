@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "load_checkpoint",
     "parse_yaml_text",
     "read_yaml_mapping",
+    "safe_file_name",
 ]
 
 #: Largest YAML file read. The shipped spaces are about 1 KiB; a 72-site architecture 3 KiB.
@@ -44,6 +46,26 @@ MAX_YAML_NODES = 100_000
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupted or of the wrong kind."""
+
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^\w.+-]+")
+
+
+def safe_file_name(text: str, limit: int = 100) -> str:
+    """``text`` as one safe file-name component, for paths built from user strings.
+
+    Space, study, trial and site names come from files and flags: ``../../x``, an absolute
+    path or a NUL byte must not move an output out of its folder. Every run of characters
+    other than letters, digits, ``.``, ``_``, ``+`` and ``-`` becomes ``_``, leading dots
+    and underscores are dropped (no ``..``, no hidden files), and the result is cut to
+    ``limit`` characters.
+
+    Example:
+        >>> safe_file_name("../../etc/passwd")
+        'etc_passwd'
+    """
+    name = re.sub(r"^[._]+", "", _UNSAFE_NAME_CHARS.sub("_", str(text))).rstrip("_")
+    return name[:limit] or "unnamed"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

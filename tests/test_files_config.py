@@ -78,3 +78,31 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize(
+    "name", ["../../ESCAPED", "/etc/passwd", "a\x00b", "..", ".hidden", "x/../../y", "", "C:\\w"]
+)
+def test_names_from_user_strings_stay_one_file_name(tmp_path, name: str) -> None:
+    from nasfuse.files import safe_file_name
+
+    safe = safe_file_name(name)
+    assert safe and "/" not in safe and "\\" not in safe and "\x00" not in safe
+    assert not safe.startswith(".")
+    assert (tmp_path / safe).resolve().parent == tmp_path.resolve()
+    assert safe_file_name("hrnet_lite-0.5") == "hrnet_lite-0.5"  # ordinary names unchanged
+
+
+def test_a_space_named_to_escape_keeps_its_latency_table_in_the_folder(tmp_path) -> None:
+    from pathlib import Path
+
+    from nasfuse.latency.table import default_table_path
+    from nasfuse.spaces import load_space
+
+    fixture = Path(__file__).parent / "fixtures" / "tiny_resnet.yaml"
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(fixture.read_text().replace("name: tiny_resnet", "name: ../../ESCAPED"))
+    space = load_space(hostile)
+    path = default_table_path(space, 32, root=tmp_path / "latency")
+    assert path.parent == tmp_path / "latency"
+    assert path.name == f"ESCAPED-{space.hash}-b32.json"

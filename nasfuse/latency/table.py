@@ -105,8 +105,11 @@ def _parse_shape_key(key: str) -> tuple[int, int, int, int]:
 
 
 def default_table_path(space: Any, batch_size: int, root: str | Path = "runs/latency") -> Path:
-    """Where a table lives unless told otherwise: ``runs/latency/<space>-<hash>-b<B>.json``."""
-    return Path(root) / f"{space.name}-{space.hash}-b{batch_size}.json"
+    """Where a table lives unless told otherwise: ``runs/latency/<space>-<hash>-b<B>.json``
+    (the space's name made a safe file name: a name such as ``../x`` stays in ``root``)."""
+    from nasfuse.files import safe_file_name
+
+    return Path(root) / f"{safe_file_name(space.name)}-{space.hash}-b{batch_size}.json"
 
 
 def random_arch(space: Any, rng: random.Random) -> dict[str, str]:
