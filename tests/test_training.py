@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -295,6 +296,37 @@ def test_evaluate_arch_finetunes_a_copy_and_repeats() -> None:
     assert all(
         torch.equal(weights[k], after[k]) for k in weights if "running" not in k and "num_batches" not in k
     )  # fmt: skip
+
+
+def test_divergence_names_the_loss_or_the_parameter() -> None:
+    from nasfuse.training._loop import divergence
+
+    model = nn.Sequential(nn.Linear(2, 2))
+    assert divergence(model, 2.3) is None
+    assert "mean training loss is 7.8e+07" in divergence(model, 7.8e7)
+    assert "mean training loss is nan" in divergence(model, float("nan"))
+    with torch.no_grad():
+        model[0].weight[0, 0] = 4e19
+    assert "0.weight reached |w| = 4e+19" in divergence(model, 2.3)
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    assert divergence(model, 2.3) == "parameter 0.weight is not finite"
+
+
+def test_a_diverged_epoch_is_not_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nasfuse.training._loop.DIVERGED_WEIGHT", 1e-3)  # every net exceeds it
+    with pytest.raises(RuntimeError, match=r"epoch 1/2: training diverged \(parameter .*lr=0.05"):
+        train_supernet(tiny_config(eval_archs=0), tmp_path / "run")
+    assert not (tmp_path / "run" / "supernet.pt").exists()
+
+
+def test_a_supernet_with_nan_weights_is_refused(straight_run: Path, tmp_path: Path) -> None:
+    checkpoint = load_checkpoint(straight_run / "supernet.pt", kind="supernet")
+    name = next(k for k, v in checkpoint["model"].items() if v.is_floating_point() and v.ndim == 4)
+    checkpoint["model"][name][0].fill_(float("nan"))
+    save_checkpoint(checkpoint, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=f"weight {re.escape(name)} is not finite"):
+        load_supernet(tmp_path / "nan.pt")
 
 
 # ------------------------------------------------------ training and resume

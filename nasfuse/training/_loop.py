@@ -10,6 +10,7 @@ which extra state goes into the checkpoint (the path sampler's).
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -196,6 +197,33 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+DIVERGED_LOSS = 1e3
+"""An epoch's mean training loss above this is divergence (cross-entropy over C classes
+starts near ln C, 2.3 for 10), and its checkpoint is not saved."""
+DIVERGED_WEIGHT = 1e6
+"""A parameter whose magnitude exceeds this is divergence (trained weights stay well under
+100), and its checkpoint is not saved."""
+
+
+def divergence(model: nn.Module, mean_loss: float) -> str | None:
+    """Why ``model`` after an epoch of mean loss ``mean_loss`` must not be saved, or None.
+
+    Non-finite or exploding weights (above :data:`DIVERGED_WEIGHT`) and a mean loss that is
+    non-finite or above :data:`DIVERGED_LOSS` count: a supernet that diverged without its
+    loss turning NaN scores every architecture at chance, and a search on it ranks noise.
+    """
+    if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS:
+        return f"the mean training loss is {mean_loss:.4g} (limit {DIVERGED_LOSS:g})"
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if not torch.isfinite(param).all():
+                return f"parameter {name} is not finite"
+            largest = float(param.abs().max()) if param.numel() else 0.0
+            if largest > DIVERGED_WEIGHT:
+                return f"parameter {name} reached |w| = {largest:.3g} (limit {DIVERGED_WEIGHT:g})"
+    return None
 
 
 def train_one_epoch(
@@ -504,6 +532,13 @@ class TrainingRun:
                     progress=cfg.progress,
                     description=f"epoch {epoch + 1}/{cfg.epochs}",
                 )
+                problem = divergence(self.net, result.loss)
+                if problem is not None:
+                    raise RuntimeError(
+                        f"epoch {epoch + 1}/{cfg.epochs}: training diverged ({problem}); the "
+                        f"checkpoint of this epoch was not saved. Lower the learning rate (now "
+                        f"lr={cfg.lr:g}) or set clip_grad=..., and start a new --out"
+                    )
                 self.global_step += result.steps
                 average_bn_stats(self.net, context)
                 self.scheduler.step(epoch + 1)

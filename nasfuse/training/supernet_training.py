@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from nasfuse.files import CheckpointError, load_checkpoint
 from nasfuse.training._loop import TrainingConfig, TrainingRun, build_bundle
 from nasfuse.training.evaluation import evaluate_arch, preserved_bn_stats
@@ -243,11 +245,17 @@ def load_supernet(path: str | Path, map_location: str = "cpu") -> Any:
 
     Raises:
         CheckpointError: missing, corrupted or not a supernet checkpoint, a changed space,
-            or weights that do not fit.
+            weights that do not fit, or non-finite weights.
     """
     from nasfuse.supernet import Supernet
 
     checkpoint = load_checkpoint(path, kind="supernet", map_location=map_location)
+    for name, tensor in checkpoint["model"].items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{path}: weight {name} is not finite (NaN or inf): the supernet diverged; "
+                "it would score every architecture at chance. Train it again with a lower lr"
+            )
     space = space_from_info(checkpoint, path)
     try:
         supernet = Supernet(space, int(checkpoint["num_classes"]), int(checkpoint["in_chans"]))
