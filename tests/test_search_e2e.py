@@ -138,6 +138,27 @@ def test_search_writes_every_output(finished_run: dict[str, Any]) -> None:
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_the_search_starts_from_the_baselines_and_keeps_all_add_on_the_front(
+    finished_run: dict[str, Any],
+) -> None:
+    from nasfuse.arch import arch_hash
+
+    study = _study(finished_run["run_dir"])
+    trials = study.get_trials()
+    # tiny_hrnet: all-add, all-concat (concat only where H*W <= 64), two variants.
+    names = [t.user_attrs.get("baseline") for t in trials[:4]]
+    assert names[:2] == ["all-add", "all-concat"]
+    assert all(n is not None and "@" in n for n in names[2:])
+    assert all(t.user_attrs.get("baseline") is None for t in trials[4:])
+    all_add = trials[0]
+    assert set(all_add.params.values()) == {"add"}
+    assert all_add.user_attrs["status"] == "evaluated"
+    assert arch_hash(all_add.params) in _logged_hashes(finished_run["log"])
+    front = {r["arch_hash"]: float(r["latency_ms"]) for r in _csv_rows(finished_run["run_dir"])}
+    assert all_add.user_attrs["arch_hash"] in front
+    assert min(front.values()) == pytest.approx(all_add.values[1])
+
+
 def test_study_opens_and_its_best_trials_are_pareto_csv(finished_run: dict[str, Any]) -> None:
     run_dir = finished_run["run_dir"]
     study = _study(run_dir)

@@ -35,6 +35,7 @@ _FLAG_KEYS = {
     "seed": "seed",
     "threads": "threads",
     "pick": "pick",
+    "baseline_variants": "baseline_variants",
 }
 
 
@@ -124,6 +125,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--epochs", type=int, default=None, help="supernet epochs (budget's)")
     search.add_argument(
         "--sampler", choices=["nsga2", "tpe", "random"], default=None, help="nsga2 (default)"
+    )
+    search.add_argument(
+        "--baseline-variants",
+        type=int,
+        default=None,
+        metavar="N",
+        help="one-group variants of all-add enqueued after the uniform architectures "
+        "(default: fill NSGA-II's first generation)",
     )
     search.add_argument(
         "--latency", choices=["lut", "measured"], default=None, help="latency objective (lut)"

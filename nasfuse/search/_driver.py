@@ -267,6 +267,7 @@ def run_search(
         torch_threads=1,
         ray_address=cfg.ray_address,
         num_cpus=cfg.num_cpus,
+        baseline_variants=cfg.baseline_variants,
     )
     pick = cfg.pick or (f"max-latency={cfg.max_latency_ms:g}" if cfg.max_latency_ms else "knee")
     best_path = export_run(run_dir, pick)
