@@ -65,6 +65,7 @@ def _search_config(args: argparse.Namespace, out: Path) -> Any:
 
 def _run_search(args: argparse.Namespace) -> int:
     from nasfuse.search import SearchConfig, default_run_dir, run_search
+    from nasfuse.search._verdict import verdict_lines
 
     out = args.out
     if out is None:
@@ -84,17 +85,21 @@ def _run_search(args: argparse.Namespace) -> int:
             f"latency {record.latency_ms:.3f} ms  params {record.params}"
         )
     print(f"best: {result.best_path}")
+    print("\n".join(verdict_lines(result.verdict)))
     print(
-        f"report: {result.run_dir / 'report.md'}; TensorBoard: tensorboard --logdir {result.run_dir}"
+        f"report: {result.run_dir / 'report.md'}; "
+        f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}"
     )
     return 0
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from nasfuse.search import export_run
+    from nasfuse.search._export import export_search
+    from nasfuse.search._verdict import verdict_lines
 
-    path = export_run(args.run, args.pick, args.out)
-    print(f"{args.pick}: {path}")
+    exported = export_search(args.run, args.pick, args.out)
+    print(f"{args.pick}: {exported.best_path}")
+    print("\n".join(verdict_lines(exported.verdict)))
     print(f"front: {Path(args.run) / 'pareto.csv'}; report: {Path(args.run) / 'report.md'}")
     return 0
 

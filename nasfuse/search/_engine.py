@@ -60,8 +60,35 @@ def reference_latency(sites: Mapping[str, Sequence[str]], costs: ArchCosts) -> f
     return float(costs.latency_ms(arch))
 
 
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Make a local Ray listen on 127.0.0.1 only.
+
+    On Linux Ray takes the machine's address as the node's and its servers listen on every
+    interface (even with ``_node_ip_address="127.0.0.1"``, which it resolves back to that
+    address). With clusters switched off (the setting Ray uses on macOS and Windows) the
+    node is 127.0.0.1 and every server binds there. The environment variable reaches Ray's
+    processes; the constant is read by this process's ``ray.init``.
+    """
+    from ray._private import ray_constants
+
+    key = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    before_env, before_flag = os.environ.get(key), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[key] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_flag
+        if before_env is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before_env
+
+
 class local_ray:  # noqa: N801 - used as a context manager, reads like one
-    """Start a local Ray (or join ``address``) unless Ray is already up; stop what it started."""
+    """Start a local Ray on 127.0.0.1 (or join ``address``) unless Ray is already up; stop
+    what it started."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         self.address = address
@@ -81,7 +108,8 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
             if self.address:
                 ray.init(address=self.address, **kwargs)
             else:
-                ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
+                with _loopback_only():
+                    ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
             self.started = True
         return self
 
