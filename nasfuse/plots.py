@@ -181,6 +181,7 @@ def chart_image(
             draw.line([to_pixel(low, low), to_pixel(high, high)], fill=(170, 170, 170))
 
     legend: list[tuple[ChartSeries, tuple[int, int, int]]] = []
+    labels: list[tuple[tuple[float, float], str, tuple[int, int, int]]] = []
     for index, item in enumerate(series):
         color = item.color or PALETTE[index % len(PALETTE)]
         points = [to_pixel(float(x), float(y)) for x, y in zip(item.xs, item.ys, strict=True)]
@@ -201,10 +202,13 @@ def chart_image(
                 _marker(draw, px, py, item, color)
         for (px, py), label in zip(points, item.labels or [None] * len(points), strict=True):
             if label:
-                offset = item.marker_size + 4
-                draw.text((px + offset, py - offset), label, fill=color, font=small, anchor="ld")
+                offset = item.marker_size + 3
+                labels.append(((px + offset, py - offset), label, color))
         if item.name:
             legend.append((item, color))
+    # Labels last, so that no marker or line of a later series hides them.
+    for anchor_xy, label, color in labels:
+        draw.text(anchor_xy, label, fill=color, font=small, anchor="ld")
     if legend:
         # One row above the plot, under the title: inside the plot it would hide points.
         x, cy = float(left), font_px * 2.4

@@ -64,7 +64,8 @@ def test_nothing_beats_all_add_beyond_noise_is_said_plainly() -> None:
     assert "fusion does not pay" in text
     # The pick against all-add: +1.00 pp with its noise, +4 ms = +40%, +200 params = +20%.
     assert "+1.00 pp (noise ±4.15 pp)" in text
-    assert "+4.000 ms (+40.0%)" in text and "+200 (+20.0%)" in text
+    assert "+4.000 ms (+40.0%)" in text and "params +200 (+20.0%)" in text
+    assert "+0.00 MFLOPs (+10.0%)" in text  # +1,000 FLOPs on 10,000
     markdown = "\n".join(verdict_markdown(verdict, SITES))
     assert "| latency (ms) | 10.000 | 14.000 | +4.000 ms (+40.0%) |" in markdown
     assert "| all-dwff | 1 | evaluated | 0.9100 | 14.000 |" in markdown

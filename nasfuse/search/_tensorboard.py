@@ -126,7 +126,7 @@ def draw_scatter(
                     [pick[0]],
                     color=(20, 150, 40),
                     marker="star",
-                    marker_size=8,
+                    marker_size=6,
                     filled=True,
                 )
             )

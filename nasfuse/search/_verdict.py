@@ -123,6 +123,8 @@ def _cost_delta(record: TrialRecord, reference: TrialRecord, name: str) -> str:
         return "unknown"
     if name == "latency_ms":
         return f"{_signed(value - base, 3)} ms{_percent(value - base, base)}"
+    if name == "flops":
+        return f"{_signed((value - base) / 1e6, 2)} MFLOPs{_percent(value - base, base)}"
     return f"{value - base:+,d}{_percent(value - base, base)}"
 
 
@@ -161,7 +163,7 @@ def _pick_sentence(verdict: Verdict) -> str | None:
         f"The pick (trial {pick.number}) against all-add: accuracy "
         f"{_accuracy_delta(verdict, pick)}, latency {_cost_delta(pick, reference, 'latency_ms')}, "
         f"params {_cost_delta(pick, reference, 'params')}, "
-        f"FLOPs {_cost_delta(pick, reference, 'flops')}."
+        f"{_cost_delta(pick, reference, 'flops')}."
     )
 
 
@@ -218,7 +220,7 @@ def verdict_markdown(verdict: Verdict, sites: Mapping[str, Sequence[str]]) -> li
             f"| params | {reference.params} | {pick.params} | "
             f"{_cost_delta(pick, reference, 'params')} |",
             f"| MFLOPs | {_mflops(reference)} | {_mflops(pick)} | "
-            f"{_cost_delta(pick, reference, 'flops')} FLOPs |",
+            f"{_cost_delta(pick, reference, 'flops')} |",
             "",
             (
                 f"Noise: ±{noise * 100:.2f} pp is two standard errors of the difference of two "
