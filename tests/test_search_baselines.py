@@ -149,6 +149,9 @@ def test_searcher_evaluates_the_baselines_first_and_all_add_lands_on_the_front()
         assert trial.params == baseline.arch
         assert trial.user_attrs["baseline"] == baseline.name
         assert trial.user_attrs["baseline_kind"] == baseline.kind
+    # They are NSGA-II's first generation (population 6: the 5 baselines and one sampled).
+    generation = "NSGAIISampler:generation"
+    assert [t.system_attrs.get(generation) for t in trials] == [0] * 6 + [1] * 6
     by_name = {t.user_attrs.get("baseline"): t for t in trials}
     assert by_name["all-concat"].user_attrs["status"] == "infeasible"
     assert arch_hash(by_name["all-concat"].params) not in {c["arch_hash"] for c in configs}

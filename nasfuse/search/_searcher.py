@@ -232,6 +232,19 @@ class FusionSearcher(OptunaSearch):
             handle.set_user_attr("status", "interrupted")
             self._ot_study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
+    def _place_in_generation(self, trial: optuna.Trial) -> None:
+        """Give an enqueued trial its NSGA-II generation, as a sampled one gets it.
+
+        A genetic sampler assigns the generation while sampling; a trial whose parameters
+        are all fixed (an enqueued baseline) is never sampled, so it would belong to no
+        generation and never be a parent. Asking the sampler here makes the baselines
+        NSGA-II's first generation.
+        """
+        sampler = self._ot_study.sampler
+        if isinstance(sampler, optuna.samplers.BaseGASampler):
+            frozen = self._ot_study._storage.get_trial(trial._trial_id)
+            sampler.get_trial_generation(self._ot_study, frozen)
+
     def _define_arch(self, trial: optuna.Trial) -> None:
         for site, ops in self._sites.items():
             trial.suggest_categorical(site, ops)
@@ -267,6 +280,7 @@ class FusionSearcher(OptunaSearch):
                 return Searcher.FINISHED
             params = super().suggest(trial_id)
             ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
+            self._place_in_generation(ot_trial)
             arch = {site: str(params[site]) for site in self._sites}
             key = arch_hash(arch)
             latency = float(self._costs.latency_ms(arch))
