@@ -1,7 +1,9 @@
 """Small charts drawn with Pillow (a torchvision dependency): no plotting library needed.
 
 :func:`chart_image` draws point or line series with optional error bars and per-point
-labels on linear axes; :func:`save_png` writes the image. TensorBoard takes the same array
+labels on linear axes, with ticks at round values, a light grid and text in Pillow's
+scalable default font (sized to the image, so a 960x640 chart reads at TensorBoard's
+size); :func:`save_png` writes the image. TensorBoard takes the same array
 (``SummaryWriter.add_image(tag, image, dataformats="HWC")``).
 
 Example:
@@ -11,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,9 @@ class ChartSeries:
         lines: join the points (in the given order) instead of drawing markers.
         labels: a short text next to each point (None or "" for none).
         color: RGB; None: the next colour of :data:`PALETTE`.
+        marker: ``circle``, ``square``, ``diamond`` or ``star`` (points only).
+        marker_size: half-width of a marker in pixels.
+        filled: fill the markers.
     """
 
     name: str
@@ -45,6 +52,50 @@ class ChartSeries:
     lines: bool = False
     labels: Sequence[str | None] | None = None
     color: tuple[int, int, int] | None = None
+    marker: str = "circle"
+    marker_size: float = 4.0
+    filled: bool = False
+
+
+MARKERS = ("circle", "square", "diamond", "star")
+
+
+def _marker(draw: object, px: float, py: float, item: ChartSeries, color: tuple) -> None:
+    r = item.marker_size
+    fill = color if item.filled else None
+    if item.marker == "square":
+        draw.rectangle([px - r, py - r, px + r, py + r], outline=color, fill=fill, width=2)
+    elif item.marker == "diamond":
+        shape = [(px, py - r * 1.3), (px + r * 1.3, py), (px, py + r * 1.3), (px - r * 1.3, py)]
+        draw.polygon(shape, outline=color, fill=fill, width=2)
+    elif item.marker == "star":
+        draw.regular_polygon((px, py, r * 1.5), 5, outline=color, fill=fill, width=2)
+        draw.regular_polygon((px, py, r * 1.5), 5, rotation=36, outline=color, fill=fill)
+    else:
+        draw.ellipse([px - r, py - r, px + r, py + r], outline=color, fill=fill, width=2)
+
+
+def nice_ticks(low: float, high: float, count: int = 7) -> list[float]:
+    """About ``count`` round tick values (steps of 1, 2 or 5 times a power of ten) in [low, high]."""
+    if high <= low:
+        return [low]
+    raw = (high - low) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    # The round step whose number of intervals comes closest to the one asked for.
+    step = min((m * power for m in (1, 2, 5, 10)), key=lambda v: abs((high - low) / v - count + 1))
+    first = math.ceil(low / step) * step
+    ticks = []
+    value = first
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 12))
+        value += step
+    return ticks
+
+
+def _tick_text(value: float, ticks: Sequence[float]) -> str:
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value) or 1.0
+    decimals = max(0, -math.floor(math.log10(step)))
+    return f"{value:.{min(decimals, 6)}f}"
 
 
 def _axis_range(values: Sequence[float]) -> tuple[float, float]:
@@ -72,10 +123,15 @@ def chart_image(
     Returns:
         uint8 RGB array of shape ``(height, width, 3)``.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     width, height = size
-    left, right, top, bottom = 70, 20, 34, 50
+    # Text scales with the image: 15 px at 640 px high.
+    font_px = max(11, round(height * 15 / 640))
+    font = ImageFont.load_default(size=font_px)
+    small = ImageFont.load_default(size=max(10, font_px - 2))
+    left, right = int(font_px * 5.2), int(font_px * 1.5)
+    top, bottom = int(font_px * 4.0), int(font_px * 3.6)
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     xs = [float(x) for s in series for x in s.xs]
@@ -85,9 +141,9 @@ def chart_image(
         for y, e in zip(s.ys, s.errors or [0.0] * len(s.ys), strict=True)
         for sign in (-1, 1)
     ]
-    draw.text((left, 4), title, fill="black")
+    draw.text((left, font_px * 0.6), title, fill="black", font=font)
     if not xs:
-        draw.text((left, top + 10), "no data", fill="black")
+        draw.text((left, top + 10), "no data", fill="black", font=font)
         return np.asarray(image)
     x_lo, x_hi = _axis_range(xs)
     y_lo, y_hi = _axis_range(ys)
@@ -97,24 +153,35 @@ def chart_image(
         py = height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)
         return px, py
 
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    for i in range(5):
-        x = x_lo + (x_hi - x_lo) * i / 4
-        y = y_lo + (y_hi - y_lo) * i / 4
+    x_ticks, y_ticks = nice_ticks(x_lo, x_hi), nice_ticks(y_lo, y_hi)
+    for x in x_ticks:
         px, _ = to_pixel(x, y_lo)
+        draw.line([px, top, px, height - bottom], fill=(232, 232, 232))
+        draw.line([px, height - bottom, px, height - bottom + 5], fill="black")
+        draw.text(
+            (px, height - bottom + 7), _tick_text(x, x_ticks), fill="black", font=font, anchor="ma"
+        )
+    for y in y_ticks:
         _, py = to_pixel(x_lo, y)
-        draw.line([px, height - bottom, px, height - bottom + 4], fill="black")
-        draw.text((px - 14, height - bottom + 7), f"{x:.4g}", fill="black")
-        draw.line([left - 4, py, left, py], fill="black")
-        draw.text((6, py - 6), f"{y:.4g}", fill="black")
-    draw.text(((width - len(x_label) * 6) // 2, height - 20), x_label, fill="black")
-    draw.text((6, top - 14), y_label, fill="black")
+        draw.line([left, py, width - right, py], fill=(232, 232, 232))
+        draw.line([left - 5, py, left, py], fill="black")
+        draw.text((left - 8, py), _tick_text(y, y_ticks), fill="black", font=font, anchor="rm")
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    draw.text(
+        ((left + width - right) / 2, height - font_px * 0.4),
+        x_label,
+        fill="black",
+        font=font,
+        anchor="md",
+    )
+    draw.text((left - 8, top - 6), y_label, fill="black", font=font, anchor="rd")
     if diagonal:
         low, high = max(x_lo, y_lo), min(x_hi, y_hi)
         if low < high:
             draw.line([to_pixel(low, low), to_pixel(high, high)], fill=(170, 170, 170))
 
-    legend_y = top + 6
+    legend: list[tuple[ChartSeries, tuple[int, int, int]]] = []
+    labels: list[tuple[tuple[float, float], str, tuple[int, int, int]]] = []
     for index, item in enumerate(series):
         color = item.color or PALETTE[index % len(PALETTE)]
         points = [to_pixel(float(x), float(y)) for x, y in zip(item.xs, item.ys, strict=True)]
@@ -132,14 +199,27 @@ def chart_image(
             draw.line(points, fill=color, width=2)
         else:
             for px, py in points:
-                draw.ellipse([px - 4, py - 4, px + 4, py + 4], outline=color, width=2)
+                _marker(draw, px, py, item, color)
         for (px, py), label in zip(points, item.labels or [None] * len(points), strict=True):
             if label:
-                draw.text((px + 6, py - 12), label, fill=color)
+                offset = item.marker_size + 3
+                labels.append(((px + offset, py - offset), label, color))
         if item.name:
-            draw.line([left + 10, legend_y + 6, left + 30, legend_y + 6], fill=color, width=3)
-            draw.text((left + 36, legend_y), item.name, fill="black")
-            legend_y += 16
+            legend.append((item, color))
+    # Labels last, so that no marker or line of a later series hides them.
+    for anchor_xy, label, color in labels:
+        draw.text(anchor_xy, label, fill=color, font=small, anchor="ld")
+    if legend:
+        # One row above the plot, under the title: inside the plot it would hide points.
+        x, cy = float(left), font_px * 2.4
+        for item, color in legend:
+            if item.lines:
+                draw.line([x, cy, x + 22, cy], fill=color, width=3)
+            else:
+                small_item = dataclasses.replace(item, marker_size=min(item.marker_size, 5.0))
+                _marker(draw, x + 11, cy, small_item, color)
+            draw.text((x + 28, cy), item.name, fill="black", font=font, anchor="lm")
+            x += 28 + draw.textlength(item.name, font=font) + font_px * 1.5
     return np.asarray(image)
 
 

@@ -143,14 +143,41 @@ def test_budgets_grow_from_quick_to_full() -> None:
         assert BUDGETS["quick"][key] <= BUDGETS["default"][key] <= BUDGETS["full"][key]
 
 
-def test_scatter_marks_the_front_in_red() -> None:
+def _pixels(image, rgb_test) -> int:  # noqa: ANN001 - numpy image, predicate
+    return int(rgb_test(image[..., 0], image[..., 1], image[..., 2]).sum())
+
+
+def _red(r, g, b):  # noqa: ANN001, ANN202
+    return (r > 200) & (g < 80) & (b < 80)
+
+
+def _green(r, g, b):  # noqa: ANN001, ANN202
+    return (r < 60) & (g > 130) & (b < 80)
+
+
+def test_scatter_marks_the_front_the_uniform_networks_and_the_pick() -> None:
     image = draw_scatter(POINTS, pareto_front(POINTS), infeasible=[(0.0, 7.0)])
-    assert image.shape == (440, 640, 3)
-    red = (image[..., 0] > 200) & (image[..., 1] < 80) & (image[..., 2] < 80)
-    assert red.sum() > 3 * 20  # three filled front markers at least
+    assert image.shape == (640, 960, 3)  # at least 800x600, as TensorBoard shows it
+    assert _pixels(image, _red) > 3 * 40  # three filled front markers at least
+    assert _pixels(image, _green) == 0
+    picked = draw_scatter(
+        POINTS, pareto_front(POINTS), baselines=[("all-add", 0.80, 2.0)], pick=POINTS[0]
+    )
+    assert _pixels(picked, _green) > 100  # the pick's star, and its legend entry
+    # The label "all-add" and the square are black ink that the unlabelled chart lacks.
+    plain = draw_scatter(POINTS, pareto_front(POINTS))
+    black = lambda r, g, b: (r < 40) & (g < 40) & (b < 40)  # noqa: E731
+    assert _pixels(picked, black) > _pixels(plain, black) + 50
     empty = draw_scatter([], [])
-    red_empty = (empty[..., 0] > 200) & (empty[..., 1] < 80) & (empty[..., 2] < 80)
-    assert red_empty.sum() == 0
+    assert _pixels(empty, _red) == 0
+
+
+def test_chart_ticks_are_round_values() -> None:
+    from nasfuse.plots import nice_ticks
+
+    assert nice_ticks(26.3, 39.8) == [28.0, 30.0, 32.0, 34.0, 36.0, 38.0]
+    assert nice_ticks(0.9012, 0.9687) == pytest.approx([0.91, 0.92, 0.93, 0.94, 0.95, 0.96])
+    assert nice_ticks(1.0, 1.0) == [1.0]
 
 
 def test_supernet_param_table_matches_extracted_networks(fixtures_dir: str) -> None:

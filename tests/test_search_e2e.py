@@ -92,12 +92,10 @@ def _status_counts(study: optuna.Study) -> Counter:
 def ray_session() -> Any:
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    if started:
-        ray.shutdown()
+    from nasfuse.search import local_ray
+
+    with local_ray(num_cpus=2):  # on 127.0.0.1, as the search starts it
+        yield ray
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +132,33 @@ def test_search_writes_every_output(finished_run: dict[str, Any]) -> None:
     assert best_arch in [load_arch(path)[0] for path in arch_files]
     report = (run_dir / "report.md").read_text()
     assert "## Pareto front" in report and "knee" in report
+    assert "## Is fusion worth it here?" in report
+    assert "| all-add | 0 | evaluated |" in report and "| all-concat | 1 |" in report
+    # tiny_hrnet allows concat only where H*W <= 64: the report says where add stands in.
+    assert "concat at the " in report and "add at the other" in report
     assert all(site in report for site in _sites())
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_the_search_starts_from_the_baselines_and_keeps_all_add_on_the_front(
+    finished_run: dict[str, Any],
+) -> None:
+    from nasfuse.arch import arch_hash
+
+    study = _study(finished_run["run_dir"])
+    trials = study.get_trials()
+    # tiny_hrnet: all-add, all-concat (concat only where H*W <= 64), two variants.
+    names = [t.user_attrs.get("baseline") for t in trials[:4]]
+    assert names[:2] == ["all-add", "all-concat"]
+    assert all(n is not None and "@" in n for n in names[2:])
+    assert all(t.user_attrs.get("baseline") is None for t in trials[4:])
+    all_add = trials[0]
+    assert set(all_add.params.values()) == {"add"}
+    assert all_add.user_attrs["status"] == "evaluated"
+    assert arch_hash(all_add.params) in _logged_hashes(finished_run["log"])
+    front = {r["arch_hash"]: float(r["latency_ms"]) for r in _csv_rows(finished_run["run_dir"])}
+    assert all_add.user_attrs["arch_hash"] in front
+    assert min(front.values()) == pytest.approx(all_add.values[1])
 
 
 def test_study_opens_and_its_best_trials_are_pareto_csv(finished_run: dict[str, Any]) -> None:
@@ -304,7 +327,19 @@ def _get(url: str, body: dict | None = None) -> Any:
         return json.loads(response.read())
 
 
-def test_tensorboard_serves_the_runs_scalars_and_hparams(finished_run: dict[str, Any]) -> None:
+def _get_bytes(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def test_tensorboard_serves_the_runs_scalars_hparams_images_and_verdict(
+    finished_run: dict[str, Any],
+) -> None:
+    """The README's ``tensorboard --logdir`` over a finished run, read through its HTTP API."""
+    import io
+
+    from PIL import Image
+
     run_dir = finished_run["run_dir"]
     port = _free_port()
     tensorboard = Path(sys.executable).parent / "tensorboard"
@@ -312,7 +347,7 @@ def test_tensorboard_serves_the_runs_scalars_and_hparams(finished_run: dict[str,
         [
             str(tensorboard),
             "--logdir",
-            str(run_dir / "tensorboard"),
+            str(run_dir),  # the run directory, Ray Tune's results included
             "--host",
             "127.0.0.1",
             "--port",
@@ -324,20 +359,34 @@ def test_tensorboard_serves_the_runs_scalars_and_hparams(finished_run: dict[str,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
+    root = "tensorboard"  # nasfuse's run, as TensorBoard names it under --logdir <run>
     try:
         tags: dict[str, Any] = {}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 tags = _get(f"{base}/data/plugin/scalars/tags")
-                if "search/hypervolume" in tags.get(".", {}):
+                if "search/hypervolume" in tags.get(root, {}):
                     break
             except OSError:
                 pass
             time.sleep(0.5)
-        assert {"search/hypervolume", "trial/accuracy", "trial/latency_ms"} <= set(tags["."])
+        assert {"search/hypervolume", "trial/accuracy", "trial/latency_ms"} <= set(tags[root])
+        # Only nasfuse's runs: Ray Tune's trial logger wrote no event files.
+        assert all(run == root or run.startswith(f"{root}/trials/") for run in tags), list(tags)
+        study = _study(run_dir)
+        counted = sum(
+            t.user_attrs.get("status") in ("evaluated", "cached", "infeasible", "failed")
+            for t in study.get_trials()
+        )
+        series = _get(f"{base}/data/plugin/scalars/scalars?run={root}&tag=search/hypervolume")
+        assert len(series) == counted  # a point per counted trial, not a single point
+        assert [point[1] for point in series] == sorted(point[1] for point in series)
         experiment = _get(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
-        assert {h["name"] for h in experiment["hparamInfos"]} >= set(_sites())
+        columns = {h["name"] for h in experiment["hparamInfos"]}
+        assert columns >= set(_sites()) | {"status"}
+        metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert {"hparam/accuracy", "hparam/latency_ms"} <= metrics
         groups = _get(
             f"{base}/data/plugin/hparams/session_groups",
             {
@@ -348,7 +397,6 @@ def test_tensorboard_serves_the_runs_scalars_and_hparams(finished_run: dict[str,
                 "sliceSize": 1000,
             },
         )
-        study = _study(run_dir)
         assert groups["totalSize"] == len(study.get_trials())
         accuracy_by_trial = {
             g["name"]: next(
@@ -358,17 +406,34 @@ def test_tensorboard_serves_the_runs_scalars_and_hparams(finished_run: dict[str,
         }
         for trial in study.get_trials():
             if trial.user_attrs["status"] in ("evaluated", "cached"):
-                assert accuracy_by_trial[f"trials/{trial.number:05d}"] == pytest.approx(
+                assert accuracy_by_trial[f"{root}/trials/{trial.number:05d}"] == pytest.approx(
                     trial.values[0], abs=1e-6
                 )
         images = _get(f"{base}/data/plugin/images/tags")
-        assert "pareto/scatter" in images["."]
+        assert "pareto/scatter" in images[root]
+        entries = _get(f"{base}/data/plugin/images/images?run={root}&tag=pareto/scatter")
+        last = entries[-1]
+        png = _get_bytes(f"{base}/data/plugin/images/individualImage?{last['query']}")
+        width, height = Image.open(io.BytesIO(png)).size
+        assert width >= 800 and height >= 600
+        # torch's add_text names its tags <tag>/text_summary.
+        texts = {
+            t.removesuffix("/text_summary") for t in _get(f"{base}/data/plugin/text/tags")[root]
+        }
+        assert {"verdict", "op_choice/front", "op_choice/evaluated"} <= texts
+        text_route = f"{base}/data/plugin/text/text?run={root}&tag="
+        verdict = _get(f"{text_route}verdict/text_summary")
+        assert "Is fusion worth it here?" in verdict[-1]["text"]
+        table = _get(f"{text_route}op_choice/evaluated/text_summary")
+        assert "concat" in table[-1]["text"] and next(iter(_sites())) in table[-1]["text"]
     finally:
         process.terminate()
         process.wait(timeout=20)
 
 
-def test_cli_search_on_a_tiny_space_then_export(ray_session: Any, tmp_path: Path) -> None:
+def test_cli_search_on_a_tiny_space_then_export(
+    ray_session: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from nasfuse.cli import main
 
     out = tmp_path / "run"
@@ -390,6 +455,9 @@ def test_cli_search_on_a_tiny_space_then_export(ray_session: Any, tmp_path: Path
         "1.0",
     ]
     assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Is fusion worth it here?" in printed
+    assert "all-add (trial 0" in printed or "all-add was not evaluated" in printed
     for name in (
         "search_config.yaml",
         "supernet/supernet.pt",

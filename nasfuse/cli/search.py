@@ -38,6 +38,7 @@ _FLAG_KEYS = {
     "seed": "seed",
     "threads": "threads",
     "pick": "pick",
+    "baseline_variants": "baseline_variants",
 }
 
 
@@ -67,6 +68,7 @@ def _search_config(args: argparse.Namespace, out: Path) -> Any:
 
 def _run_search(args: argparse.Namespace) -> int:
     from nasfuse.search import SearchConfig, default_run_dir, run_search
+    from nasfuse.search._verdict import verdict_lines
 
     out = args.out
     if out is None:
@@ -86,17 +88,21 @@ def _run_search(args: argparse.Namespace) -> int:
             f"latency {record.latency_ms:.3f} ms  params {record.params}"
         )
     print(f"best: {result.best_path}")
+    print("\n".join(verdict_lines(result.verdict)))
     print(
-        f"report: {result.run_dir / 'report.md'}; TensorBoard: tensorboard --logdir {result.run_dir}"
+        f"report: {result.run_dir / 'report.md'}; "
+        f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}"
     )
     return 0
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from nasfuse.search import export_run
+    from nasfuse.search._export import export_search
+    from nasfuse.search._verdict import verdict_lines
 
-    path = export_run(args.run, args.pick, args.out)
-    print(f"{args.pick}: {path}")
+    exported = export_search(args.run, args.pick, args.out)
+    print(f"{args.pick}: {exported.best_path}")
+    print("\n".join(verdict_lines(exported.verdict)))
     print(f"front: {Path(args.run) / 'pareto.csv'}; report: {Path(args.run) / 'report.md'}")
     return 0
 
@@ -124,6 +130,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--epochs", type=int, default=None, help="supernet epochs (budget's)")
     search.add_argument(
         "--sampler", choices=["nsga2", "tpe", "random"], default=None, help="nsga2 (default)"
+    )
+    search.add_argument(
+        "--baseline-variants",
+        type=int,
+        default=None,
+        metavar="N",
+        help="one-group variants of all-add enqueued after the uniform architectures "
+        "(default: fill NSGA-II's first generation)",
     )
     search.add_argument(
         "--latency", choices=["lut", "measured"], default=None, help="latency objective (lut)"

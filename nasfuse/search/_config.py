@@ -36,6 +36,10 @@ class SearchConfig:
             the budget's.
         sampler: ``nsga2`` (NSGA-II), ``tpe`` (TPE with constant liar) or ``random``.
         population_size: NSGA-II population. None: the budget's.
+        baseline_variants: one-group variants of all-add enqueued after the uniform
+            architectures, which every search starts with (see
+            :mod:`nasfuse.search._baselines`). None: enough to fill NSGA-II's first
+            generation (the population minus the uniform architectures, at least 2).
         latency: ``lut`` (the latency table's prediction is the objective) or ``measured``
             (each evaluated architecture is extracted and timed; trials then run one at a time).
         latency_clock: ``wall`` time, or the measuring thread's CPU ``thread`` time (steadier
@@ -78,6 +82,7 @@ class SearchConfig:
     width_mult: float | None = None
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
     population_size: int | None = None
+    baseline_variants: int | None = None
     latency: Literal["lut", "measured"] = "lut"
     latency_clock: Literal["wall", "thread"] = "wall"
     max_latency_ms: float | None = None

@@ -25,8 +25,8 @@ import yaml
 from nasfuse.config import config_from_dict
 from nasfuse.files import atomic_write_text, read_yaml_mapping
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
-from nasfuse.search._engine import SearchStats, search_architectures
-from nasfuse.search._export import CONFIG_FILE, export_run
+from nasfuse.search._engine import SearchStats, local_ray, search_architectures
+from nasfuse.search._export import CONFIG_FILE, export_search
 from nasfuse.search._searcher import Constraints
 from nasfuse.search._study import (
     STUDY_FILE,
@@ -35,6 +35,7 @@ from nasfuse.search._study import (
     load_search_study,
     trial_records,
 )
+from nasfuse.search._verdict import Verdict
 from nasfuse.spaces import load_space
 
 __all__ = ["SearchResult", "run_search", "default_run_dir", "LATENCY_TABLE_FILE", "SUPERNET_DIR"]
@@ -62,6 +63,7 @@ class SearchResult:
     stats: SearchStats
     front: list[TrialRecord]
     best_path: Path
+    verdict: Verdict
     wall_seconds: float
     device: str
 
@@ -241,58 +243,63 @@ def run_search(
         concurrency = cfg.concurrency or (
             cfg.num_cpus or (cpu_count if on_gpu else min(2, cpu_count))
         )
-    evaluator = SupernetEvaluator(
-        supernet,
-        bundle,
-        plan.calib_batches,
-        measure_latency=measured,
-        latency_batch_size=table.batch_size,
-    )
-    costs = SupernetCosts(supernet, table)
-    constraints = Constraints(
-        max_latency_ms=cfg.max_latency_ms,
-        max_params=int(cfg.max_params_m * 1e6) if cfg.max_params_m is not None else None,
-    )
-    source = str(space.source)
-    if Path(source).is_file():
-        source = str(Path(source).resolve())
-    stats = search_architectures(
-        sites={name: list(site.ops) for name, site in space.sites.items()},
-        evaluator=evaluator,
-        costs=costs,
-        run_dir=run_dir,
-        n_trials=plan.trials,
-        sampler=cfg.sampler,
-        seed=cfg.seed,
-        population_size=plan.population_size,
-        constraints=constraints,
-        storage=cfg.storage,
-        study_name=cfg.study_name,
-        space_hash=space.hash,
-        study_attrs={
-            "space": source,
-            "space_options": dict(space.options),
-            "dataset": cfg.dataset,
-            "sampler": cfg.sampler,
-            "latency_source": cfg.latency,
-            "latency_batch_size": table.batch_size,
-        },
-        resume=resume,
-        concurrency=concurrency,
-        cpus_per_trial=1.0,
-        torch_threads=1,
-        ray_address=cfg.ray_address,
-        num_cpus=cfg.num_cpus,
-    )
+    # The search owns its Ray session: up (on 127.0.0.1, or joined) before the evaluator
+    # puts the supernet into the object store.
+    with local_ray(cfg.ray_address, cfg.num_cpus):
+        evaluator = SupernetEvaluator(
+            supernet,
+            bundle,
+            plan.calib_batches,
+            measure_latency=measured,
+            latency_batch_size=table.batch_size,
+        )
+        costs = SupernetCosts(supernet, table)
+        constraints = Constraints(
+            max_latency_ms=cfg.max_latency_ms,
+            max_params=int(cfg.max_params_m * 1e6) if cfg.max_params_m is not None else None,
+        )
+        source = str(space.source)
+        if Path(source).is_file():
+            source = str(Path(source).resolve())
+        stats = search_architectures(
+            sites={name: list(site.ops) for name, site in space.sites.items()},
+            evaluator=evaluator,
+            costs=costs,
+            run_dir=run_dir,
+            n_trials=plan.trials,
+            sampler=cfg.sampler,
+            seed=cfg.seed,
+            population_size=plan.population_size,
+            constraints=constraints,
+            storage=cfg.storage,
+            study_name=cfg.study_name,
+            space_hash=space.hash,
+            study_attrs={
+                "space": source,
+                "space_options": dict(space.options),
+                "dataset": cfg.dataset,
+                "sampler": cfg.sampler,
+                "latency_source": cfg.latency,
+                "latency_batch_size": table.batch_size,
+            },
+            resume=resume,
+            concurrency=concurrency,
+            cpus_per_trial=1.0,
+            torch_threads=1,
+            ray_address=cfg.ray_address,
+            num_cpus=cfg.num_cpus,
+            baseline_variants=cfg.baseline_variants,
+        )
     pick = cfg.pick or (f"max-latency={cfg.max_latency_ms:g}" if cfg.max_latency_ms else "knee")
-    best_path = export_run(run_dir, pick)
+    exported = export_search(run_dir, pick)
     study = load_search_study(run_dir, cfg.storage, cfg.study_name)
     return SearchResult(
         run_dir=run_dir,
         plan=plan,
         stats=stats,
         front=front_records(trial_records(study)),
-        best_path=best_path,
+        best_path=exported.best_path,
+        verdict=exported.verdict,
         wall_seconds=time.perf_counter() - started,
         device=costs.device,
     )

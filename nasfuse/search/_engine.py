@@ -8,17 +8,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from nasfuse.search._baselines import (
+    baseline_architectures,
+    default_variant_count,
+    uniform_baselines,
+)
 from nasfuse.search._searcher import Constraints, FusionSearcher, make_sampler
 from nasfuse.search._study import open_storage, record_from_trial, storage_url
 from nasfuse.search._tensorboard import SearchRecorder
@@ -54,8 +60,35 @@ def reference_latency(sites: Mapping[str, Sequence[str]], costs: ArchCosts) -> f
     return float(costs.latency_ms(arch))
 
 
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Make a local Ray listen on 127.0.0.1 only.
+
+    On Linux Ray takes the machine's address as the node's and its servers listen on every
+    interface (even with ``_node_ip_address="127.0.0.1"``, which it resolves back to that
+    address). With clusters switched off (the setting Ray uses on macOS and Windows) the
+    node is 127.0.0.1 and every server binds there. The environment variable reaches Ray's
+    processes; the constant is read by this process's ``ray.init``.
+    """
+    from ray._private import ray_constants
+
+    key = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    before_env, before_flag = os.environ.get(key), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[key] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_flag
+        if before_env is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before_env
+
+
 class local_ray:  # noqa: N801 - used as a context manager, reads like one
-    """Start a local Ray (or join ``address``) unless Ray is already up; stop what it started."""
+    """Start a local Ray on 127.0.0.1 (or join ``address``) unless Ray is already up; stop
+    what it started."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         self.address = address
@@ -75,7 +108,8 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
             if self.address:
                 ray.init(address=self.address, **kwargs)
             else:
-                ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
+                with _loopback_only():
+                    ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
             self.started = True
         return self
 
@@ -84,6 +118,26 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
 
         if self.started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _without_ray_tensorboard() -> Iterator[None]:
+    """Keep Ray Tune's TensorBoard logger out of the run.
+
+    Ray adds its TBX logger unless this variable is set; its event files (one single-point
+    series per trial, hparams written when a trial ends) would sit beside nasfuse's own under
+    ``tensorboard --logdir runs/``. The CSV and JSON loggers are passed explicitly instead.
+    """
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    before = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def search_architectures(
@@ -108,6 +162,7 @@ def search_architectures(
     ray_address: str | None = None,
     num_cpus: int | None = None,
     progress: bool = True,
+    baseline_variants: int | None = None,
 ) -> SearchStats:
     """Search until the study holds ``n_trials`` counted trials.
 
@@ -123,6 +178,9 @@ def search_architectures(
         resume: continue an existing study; without it an existing study is refused.
         concurrency: Ray trials in flight at once.
         ray_address: join this Ray cluster instead of starting a local one.
+        baseline_variants: one-group variants of all-add enqueued after the uniform
+            architectures (:mod:`nasfuse.search._baselines`); None: enough to fill NSGA-II's
+            first generation (``population_size`` minus the uniform ones, at least 2).
 
     Returns:
         :class:`SearchStats`.
@@ -130,6 +188,7 @@ def search_architectures(
     # The classic console output obeys verbose=0; the newer one prints a banner regardless.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +201,8 @@ def search_architectures(
             "or choose another --out / --storage"
         )
     started = time.perf_counter()
+    if baseline_variants is None:
+        baseline_variants = default_variant_count(len(uniform_baselines(sites)), population_size)
     searcher = FusionSearcher(
         sites=sites,
         costs=costs,
@@ -152,6 +213,7 @@ def search_architectures(
         constraints=constraints,
         space_hash=space_hash,
         trial_config={"torch_threads": torch_threads},
+        baselines=baseline_architectures(sites, costs.latency_ms, baseline_variants),
     )
     study = searcher.study
     if "reference_latency_ms" not in study.user_attrs:
@@ -195,7 +257,7 @@ def search_architectures(
     warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
     try:
         if searcher.counted_trials < n_trials:
-            with local_ray(ray_address, num_cpus):
+            with local_ray(ray_address, num_cpus), _without_ray_tensorboard():
                 trainable = tune.with_resources(
                     tune.with_parameters(evaluate_trial, evaluator=evaluator),
                     {"cpu": cpus_per_trial},
@@ -213,6 +275,7 @@ def search_architectures(
                         storage_path=str(run_dir / "ray"),
                         verbose=0,
                         log_to_file=True,
+                        callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
                     ),
                 )
                 tuner.fit()

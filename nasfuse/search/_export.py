@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,13 @@ from nasfuse.search._study import (
     load_search_study,
     trial_records,
 )
+from nasfuse.search._tensorboard import op_count_markdown, write_verdict
+from nasfuse.search._verdict import Verdict, build_verdict, verdict_markdown
 
 __all__ = [
+    "ExportResult",
     "export_run",
+    "export_search",
     "describe_pick",
     "CONFIG_FILE",
     "PARETO_CSV",
@@ -76,27 +80,42 @@ def _metrics(record: TrialRecord, device: str, latency_source: str) -> dict[str,
     }
 
 
-def _op_count_table(front: Sequence[TrialRecord], sites: Mapping[str, Sequence[str]]) -> list[str]:
-    ops = sorted({op for allowed in sites.values() for op in allowed}, key=lambda op: op)
-    lines = ["| site | " + " | ".join(ops) + " |", "|---|" + "---:|" * len(ops)]
-    for site, allowed in sites.items():
-        counts = Counter(record.arch.get(site) for record in front)
-        cells = [str(counts[op]) if op in allowed else "·" for op in ops]
-        lines.append(f"| {site} | " + " | ".join(cells) + " |")
-    return lines
+@dataclass
+class ExportResult:
+    """What :func:`export_search` wrote, and the verdict it found."""
+
+    best_path: Path
+    report_path: Path
+    verdict: Verdict
 
 
 def export_run(run_dir: str | Path, pick: str = "knee", out: str | Path | None = None) -> Path:
-    """Write the run's Pareto front and its pick.
+    """Write the run's Pareto front and its pick; see :func:`export_search`.
+
+    Returns:
+        The path of the picked architecture file.
+    """
+    return export_search(run_dir, pick, out).best_path
+
+
+def export_search(
+    run_dir: str | Path,
+    pick: str = "knee",
+    out: str | Path | None = None,
+    tensorboard: bool = True,
+) -> ExportResult:
+    """Write the run's Pareto front, its pick and the verdict on fusion.
 
     Args:
         run_dir: a search run directory (with ``study.db``, or a ``search_config.yaml``
             naming the storage).
         pick: ``knee``, ``max-acc`` or ``max-latency=MS`` (see :func:`describe_pick`).
         out: where to write the picked architecture; default ``<run_dir>/best.yaml``.
+        tensorboard: also write the verdict and the scatter with the pick to the run's
+            TensorBoard.
 
     Returns:
-        The path of the picked architecture file.
+        :class:`ExportResult`.
 
     Raises:
         FileNotFoundError: no study in ``run_dir``.
@@ -166,6 +185,8 @@ def export_run(run_dir: str | Path, pick: str = "knee", out: str | Path | None =
     best_metrics = {**_metrics(best, device, latency_source), "pick": pick}
     save_arch(best.arch, best_path, space, best_metrics)
 
+    verdict = build_verdict(records, front, best)
+    verdict_section = verdict_markdown(verdict, sites)
     statuses = Counter(r.status for r in records)
     reference = float(attrs.get("reference_latency_ms", max(p[1] for p in points) * 1.1))
     evaluated_points = [(r.accuracy, r.latency_ms) for r in records if r.on_objectives]
@@ -192,6 +213,7 @@ def export_run(run_dir: str | Path, pick: str = "knee", out: str | Path | None =
         f"`{best_path.name}`: trial {best.number}, accuracy {best.accuracy:.4f}, "
         f"latency {best.latency_ms:.3f} ms, {best.params} params, {best.flops} FLOPs.",
         "",
+        *verdict_section,
         f"## Pareto front ({len(front)} architectures)",
         "",
         "| rank | trial | accuracy | latency (ms) | params | MFLOPs | file |",
@@ -199,7 +221,8 @@ def export_run(run_dir: str | Path, pick: str = "knee", out: str | Path | None =
     ]
     for rank, record, name in rows:
         mflops = f"{record.flops / 1e6:.2f}" if record.flops is not None else ""
-        marker = " **best**" if record is best else ""
+        marker = f" ({record.baseline})" if record.baseline else ""
+        marker += " **best**" if record is best else ""
         lines.append(
             f"| {rank} | {record.number} | {record.accuracy:.4f} | {record.latency_ms:.3f} | "
             f"{record.params} | {mflops} | `{name}`{marker} |"
@@ -208,8 +231,10 @@ def export_run(run_dir: str | Path, pick: str = "knee", out: str | Path | None =
         "",
         "## Op choices across the front (count per site)",
         "",
-        *_op_count_table(front, sites),
+        op_count_markdown(front, sites),
         "",
     ]
     atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))
-    return best_path
+    if tensorboard:
+        write_verdict(run_dir, records, best, "\n".join(verdict_section))
+    return ExportResult(best_path, run_dir / REPORT_FILE, verdict)

@@ -14,7 +14,12 @@ made in ``suggest`` and ``on_trial_complete``:
 - the trial budget lives here: ``suggest`` returns ``Searcher.FINISHED`` once the study
   holds the requested number of counted trials (see :mod:`nasfuse.search._study`),
   so Ray Tune runs with ``num_samples=-1`` and a resumed search stops at exactly that count;
-- a failed evaluation (exception, NaN) is told as ``FAIL`` with its error text.
+- a failed evaluation (exception, NaN) is told as ``FAIL`` with its error text;
+- the baselines (:mod:`nasfuse.search._baselines`: all-add, every other uniform network,
+  one-group variants of all-add) are enqueued before the sampler suggests anything, tagged
+  with the user attributes ``baseline`` (their name), ``baseline_kind`` and
+  ``baseline_note``. They go through the same checks as any suggestion (budget, dedup,
+  constraints) and make up NSGA-II's first generation.
 
 The searcher's state is the study: ``save`` writes only a pointer to it and ``restore`` does
 nothing, because resuming means opening the study again (see ``__init__``).
@@ -25,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +40,15 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from nasfuse.search._baselines import Baseline
 from nasfuse.search._study import COUNTED_STATUSES, OBJECTIVES
 from nasfuse.search._trial import ArchCosts
 
 __all__ = ["FusionSearcher", "Constraints", "make_sampler"]
 
 INFEASIBLE_ACCURACY = 0.0
+# Evaluation results a cached repeat carries over from its original.
+_CACHED_ATTRS = ("flops", "params", "eval_samples")
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,8 @@ class FusionSearcher(OptunaSearch):
         space_hash: stored in the study; resuming a study of another space is refused.
         listeners: called with each trial as it is told to the study (TensorBoard, progress).
         trial_config: extra entries for every Ray trial's config (e.g. ``torch_threads``).
+        baselines: enqueued in order before any sampled trial (those the study already holds,
+            counted or waiting, are not enqueued again; nor those past ``n_trials``).
     """
 
     def __init__(
@@ -106,6 +117,7 @@ class FusionSearcher(OptunaSearch):
         space_hash: str = "",
         listeners: Sequence[TrialListener] = (),
         trial_config: Mapping[str, Any] | None = None,
+        baselines: Sequence[Baseline] = (),
     ) -> None:
         self._sites = {name: list(ops) for name, ops in sites.items()}
         super().__init__(
@@ -142,8 +154,9 @@ class FusionSearcher(OptunaSearch):
                 self._cache[trial.user_attrs["arch_hash"]] = (
                     list(trial.values),
                     trial.number,
-                    {k: trial.user_attrs.get(k) for k in ("flops", "params")},
+                    {k: trial.user_attrs.get(k) for k in _CACHED_ATTRS},
                 )
+        self.enqueued_baselines = self._enqueue_baselines(baselines)
         self.evaluations_started = 0
 
     # -- study bookkeeping ---------------------------------------------------------------
@@ -175,6 +188,42 @@ class FusionSearcher(OptunaSearch):
         if "space_hash" not in attrs:
             study.set_user_attr("space_hash", space_hash)
             study.set_user_attr("sites", self._sites)
+        # optuna-dashboard and trials_dataframe() then name the objectives.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(OBJECTIVES))
+
+    def _enqueue_baselines(self, baselines: Sequence[Baseline]) -> list[Baseline]:
+        """Enqueue the baselines the study does not hold yet, within the trial budget."""
+        from nasfuse.arch import arch_hash
+
+        held: set[str] = set()
+        for trial in self._ot_study.get_trials(deepcopy=False):
+            if trial.state == TrialState.WAITING:
+                held.add(arch_hash({k: str(v) for k, v in trial.params.items()}))
+            elif trial.user_attrs.get("status") in COUNTED_STATUSES:
+                held.add(str(trial.user_attrs.get("arch_hash")))
+        room = (
+            self._n_trials
+            - self._n_counted
+            - len(self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        )
+        enqueued: list[Baseline] = []
+        for baseline in baselines:
+            if len(enqueued) >= room:
+                break
+            if arch_hash(baseline.arch) in held:
+                continue
+            self._ot_study.enqueue_trial(
+                dict(baseline.arch),
+                user_attrs={
+                    "baseline": baseline.name,
+                    "baseline_kind": baseline.kind,
+                    "baseline_note": baseline.note,
+                },
+            )
+            enqueued.append(baseline)
+        return enqueued
 
     def _fail_interrupted_trials(self) -> None:
         """Trials left RUNNING by a killed search: mark them failed and 'interrupted'."""
@@ -182,6 +231,19 @@ class FusionSearcher(OptunaSearch):
             handle = optuna.Trial(self._ot_study, trial._trial_id)
             handle.set_user_attr("status", "interrupted")
             self._ot_study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _place_in_generation(self, trial: optuna.Trial) -> None:
+        """Give an enqueued trial its NSGA-II generation, as a sampled one gets it.
+
+        A genetic sampler assigns the generation while sampling; a trial whose parameters
+        are all fixed (an enqueued baseline) is never sampled, so it would belong to no
+        generation and never be a parent. Asking the sampler here makes the baselines
+        NSGA-II's first generation.
+        """
+        sampler = self._ot_study.sampler
+        if isinstance(sampler, optuna.samplers.BaseGASampler):
+            frozen = self._ot_study._storage.get_trial(trial._trial_id)
+            sampler.get_trial_generation(self._ot_study, frozen)
 
     def _define_arch(self, trial: optuna.Trial) -> None:
         for site, ops in self._sites.items():
@@ -218,6 +280,7 @@ class FusionSearcher(OptunaSearch):
                 return Searcher.FINISHED
             params = super().suggest(trial_id)
             ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
+            self._place_in_generation(ot_trial)
             arch = {site: str(params[site]) for site in self._sites}
             key = arch_hash(arch)
             latency = float(self._costs.latency_ms(arch))
@@ -298,7 +361,10 @@ class FusionSearcher(OptunaSearch):
         # prediction it was given.
         latency = float(result.get("latency_ms", info["latency_ms"]))
         values = [float(accuracy), latency]
-        extra = {"flops": int(result["flops"]) if result.get("flops") is not None else None}
+        extra = {
+            key: int(result[key]) if result.get(key) is not None else None
+            for key in ("flops", "eval_samples")
+        }
         attrs = {**extra, "eval_seconds": result.get("eval_seconds")}
         self._tell(ot_trial, "evaluated", values, attrs)
         self._cache[key] = (values, ot_trial.number, extra)

@@ -56,6 +56,13 @@ class TrialRecord:
     flops: int | None
     feasible: bool
     duplicate_of: int | None = None
+    baseline: str | None = None
+    """Name of the enqueued baseline this trial is (``all-add``, ``dwff@stage3``), else None."""
+    baseline_kind: str | None = None
+    """``uniform`` or ``variant`` for baselines."""
+    baseline_note: str = ""
+    eval_samples: int | None = None
+    """Images the accuracy was measured on (its binomial noise depends on it)."""
 
     @property
     def on_objectives(self) -> bool:
@@ -124,6 +131,10 @@ def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         flops=int(attrs["flops"]) if attrs.get("flops") is not None else None,
         feasible=feasible,
         duplicate_of=attrs.get("duplicate_of"),
+        baseline=attrs.get("baseline"),
+        baseline_kind=attrs.get("baseline_kind"),
+        baseline_note=str(attrs.get("baseline_note") or ""),
+        eval_samples=int(attrs["eval_samples"]) if attrs.get("eval_samples") else None,
     )
 
 

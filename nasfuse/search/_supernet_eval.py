@@ -112,7 +112,11 @@ class SupernetEvaluator:
         bundle = self._fetch(self.bundle_ref)
         accuracy = evaluate_arch(supernet, arch, bundle, calib_batches=self.calib_batches)
         sample = torch.zeros(1, *self.input_shape)
-        metrics = {"accuracy": float(accuracy), "flops": float(count_flops(supernet, sample))}
+        metrics = {
+            "accuracy": float(accuracy),
+            "flops": float(count_flops(supernet, sample)),
+            "eval_samples": float(len(bundle.val.dataset)),
+        }
         if self.measure_latency:
             from nasfuse.latency import measure_latency
 

@@ -8,9 +8,15 @@ Under ``<run>/tensorboard``:
 - one HParams session per trial (sub-run ``trials/<number>``), its hparams the site -> op
   choices plus ``status``, its metrics ``hparam/accuracy``, ``hparam/latency_ms``,
   ``hparam/params``, ``hparam/flops`` (NaN for failed and infeasible trials);
-- ``pareto/scatter``: an image of accuracy vs latency, the front in red;
-- ``op_choice/<site>``: a histogram of the op index chosen at each site over evaluated trials,
-  and ``op_choice/front`` text: op counts per site across the front.
+- ``pareto/scatter``: an image (960x640) of accuracy vs latency, the front in red, the
+  uniform networks labelled, and after export the pick (``best.yaml``) as a green star;
+- ``op_choice/evaluated`` and ``op_choice/front``: text tables, a row per site and a column
+  per op named, of how often each op was chosen over the evaluated trials and the front;
+- ``verdict`` (written by the export): is fusion worth it here? (see
+  :mod:`nasfuse.search._verdict`).
+
+Ray Tune's own TensorBoard logger is switched off (:func:`nasfuse.search._engine
+.search_architectures`), so ``tensorboard --logdir runs/`` shows these alone.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ import optuna
 from nasfuse.search._pareto import hypervolume, pareto_front
 from nasfuse.search._study import TrialRecord, front_records, record_from_trial
 
-__all__ = ["SearchRecorder", "draw_scatter", "TENSORBOARD_DIR"]
+__all__ = [
+    "SearchRecorder",
+    "draw_scatter",
+    "op_count_markdown",
+    "scatter_of",
+    "write_verdict",
+    "TENSORBOARD_DIR",
+]
 
 TENSORBOARD_DIR = "tensorboard"
 
@@ -35,16 +48,22 @@ def draw_scatter(
     points: Sequence[tuple[float, float]],
     front: Sequence[int],
     infeasible: Sequence[tuple[float, float]] = (),
-    size: tuple[int, int] = (640, 440),
+    size: tuple[int, int] = (960, 640),
     title: str = "",
+    baselines: Sequence[tuple[str, float, float]] = (),
+    pick: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Accuracy (y) vs latency (x) as an RGB image; front points red and joined.
+    """Accuracy (y) vs latency (x) as an RGB image; the front red and joined.
 
     Args:
         points: ``(accuracy, latency_ms)`` of the evaluated architectures.
         front: indices into ``points`` of the Pareto front.
         infeasible: latencies (with sentinel accuracy) of infeasible suggestions, drawn
             grey on the lowest accuracy shown.
+        size: ``(width, height)``; TensorBoard shows the image at this size.
+        baselines: ``(name, accuracy, latency_ms)`` of the uniform networks, drawn as
+            labelled black squares.
+        pick: ``(accuracy, latency_ms)`` of ``best.yaml``, drawn as a green star.
 
     Returns:
         uint8 array of shape (H, W, 3).
@@ -57,10 +76,11 @@ def draw_scatter(
         if infeasible:
             series.append(
                 ChartSeries(
-                    "infeasible",
+                    "infeasible (not evaluated)",
                     [lat for _, lat in infeasible],
                     [floor] * len(infeasible),
-                    color=(150, 150, 150),
+                    color=(160, 160, 160),
+                    marker="diamond",
                 )
             )
         series.append(
@@ -69,16 +89,50 @@ def draw_scatter(
                 [lat for _, lat in points],
                 [acc for acc, _ in points],
                 color=(70, 110, 200),
+                marker_size=3.5,
             )
         )
         front_points = [points[i] for i in front]
         front_lat = [lat for _, lat in front_points]
         front_acc = [acc for acc, _ in front_points]
         series.append(ChartSeries("", front_lat, front_acc, lines=True, color=(220, 40, 40)))
-        series.append(ChartSeries("Pareto front", front_lat, front_acc, color=(220, 40, 40)))
+        series.append(
+            ChartSeries(
+                "Pareto front",
+                front_lat,
+                front_acc,
+                color=(220, 40, 40),
+                marker_size=5,
+                filled=True,
+            )
+        )
+        if baselines:
+            series.append(
+                ChartSeries(
+                    "uniform networks",
+                    [lat for _, _, lat in baselines],
+                    [acc for _, acc, _ in baselines],
+                    labels=[name for name, _, _ in baselines],
+                    color=(0, 0, 0),
+                    marker="square",
+                    marker_size=5,
+                )
+            )
+        if pick is not None:
+            series.append(
+                ChartSeries(
+                    "pick (best.yaml)",
+                    [pick[1]],
+                    [pick[0]],
+                    color=(20, 150, 40),
+                    marker="star",
+                    marker_size=6,
+                    filled=True,
+                )
+            )
     return chart_image(
         series,
-        title=title or "accuracy vs latency (red: Pareto front)",
+        title=title or "accuracy vs latency: Pareto front (red), uniform networks, pick",
         x_label="latency (ms)",
         y_label="accuracy",
         size=size,
@@ -96,15 +150,61 @@ def op_counts(
     return counts
 
 
+def op_count_markdown(records: Sequence[TrialRecord], sites: Mapping[str, Sequence[str]]) -> str:
+    """A markdown table: one row per site, one column per op, how often it was chosen."""
+    ops: list[str] = []
+    for allowed in sites.values():
+        ops.extend(op for op in allowed if op not in ops)
+    counts = op_counts(records, sites)
+    lines = ["| site | " + " | ".join(ops) + " |", "|---|" + "---:|" * len(ops)]
+    for site, allowed in sites.items():
+        cells = [str(counts[site][op]) if op in allowed else "·" for op in ops]
+        lines.append(f"| {site} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def scatter_of(records: Sequence[TrialRecord], pick: TrialRecord | None = None) -> np.ndarray:
+    """:func:`draw_scatter` of a study's records: front, infeasible ones, uniform networks."""
+    unique: dict[str, TrialRecord] = {}
+    for record in records:
+        if record.on_objectives:
+            unique.setdefault(record.arch_hash, record)
+    scored = list(unique.values())
+    points = [(r.accuracy, r.latency_ms) for r in scored]
+    infeasible = [(0.0, r.latency_ms) for r in records if r.status == "infeasible"]
+    baselines = [
+        (r.baseline, r.accuracy, r.latency_ms) for r in scored if r.baseline_kind == "uniform"
+    ]
+    return draw_scatter(
+        points,  # type: ignore[arg-type]
+        pareto_front(points),  # type: ignore[arg-type]
+        infeasible,  # type: ignore[arg-type]
+        baselines=baselines,  # type: ignore[arg-type]
+        pick=(pick.accuracy, pick.latency_ms) if pick is not None else None,  # type: ignore[arg-type]
+    )
+
+
+def write_verdict(
+    run_dir: str | Path, records: Sequence[TrialRecord], pick: TrialRecord, verdict_md: str
+) -> None:
+    """After export: the verdict as text and the scatter with the pick, at the last step."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    step = sum(r.status != "interrupted" for r in records)
+    with SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR)) as writer:
+        writer.add_text("verdict", verdict_md, step)
+        writer.add_image("pareto/scatter", scatter_of(records, pick), step, dataformats="HWC")
+
+
 class SearchRecorder:
     """Listener of :class:`~nasfuse.search._searcher.FusionSearcher`: writes TensorBoard.
 
     Args:
         run_dir: the run directory (events go to ``run_dir/tensorboard``).
-        sites: site -> allowed ops (the order fixes the histogram's op indices).
+        sites: site -> allowed ops (the order of the op-choice tables' columns).
         reference_latency_ms: the hypervolume's reference latency.
         existing: trials already in the study (resume), so curves continue.
-        image_every: write the scatter and histograms every this many counted trials.
+        image_every: write the scatter and op-choice tables every this many counted trials.
     """
 
     def __init__(
@@ -173,38 +273,17 @@ class SearchRecorder:
         )
 
     def write_images(self) -> None:
-        """The scatter, the op-choice histograms and the front's op-count table, now."""
+        """The scatter and the op-choice tables (evaluated trials, the front), now."""
         step = self.counted
         evaluated = [r for r in self.records if r.on_objectives]
-        points = self._points()
-        infeasible = [(0.0, r.latency_ms) for r in self.records if r.status == "infeasible"]
-        scatter = draw_scatter(points, pareto_front(points), infeasible)  # type: ignore[arg-type]
-        self.writer.add_image("pareto/scatter", scatter, step, dataformats="HWC")
-        counts = op_counts(evaluated, self.sites)
-        for site, ops in self.sites.items():
-            bucket_counts = [counts[site][op] for op in ops]
-            total = sum(bucket_counts)
-            if total == 0:
-                continue
-            indices = np.repeat(np.arange(len(ops), dtype=float), bucket_counts)
-            self.writer.add_histogram_raw(
-                f"op_choice/{site}",
-                min=float(indices.min()),
-                max=float(indices.max()),
-                num=total,
-                sum=float(indices.sum()),
-                sum_squares=float((indices**2).sum()),
-                bucket_limits=[i + 0.5 for i in range(len(ops))],
-                bucket_counts=bucket_counts,
-                global_step=step,
-            )
+        self.writer.add_image("pareto/scatter", scatter_of(self.records), step, dataformats="HWC")
         front = front_records(self.records)
-        front_counts = op_counts(front, self.sites)
-        lines = ["| site | " + " | ".join(["op counts across the front"]) + " |", "|---|---|"]
-        for site in self.sites:
-            text = ", ".join(f"{op} {n}" for op, n in front_counts[site].most_common())
-            lines.append(f"| {site} | {text} |")
-        self.writer.add_text("op_choice/front", "\n".join(lines), step)
+        for tag, chosen, what in (
+            ("op_choice/evaluated", evaluated, f"{len(evaluated)} evaluated architectures"),
+            ("op_choice/front", front, f"the {len(front)} architectures on the Pareto front"),
+        ):
+            table = op_count_markdown(chosen, self.sites)
+            self.writer.add_text(tag, f"Ops chosen per site across {what}.\n\n{table}", step)
 
     def close(self) -> None:
         self.write_images()

@@ -52,8 +52,9 @@ class ArchEvaluator(Protocol):
         """Score ``arch``.
 
         Returns:
-            At least ``accuracy`` (in [0, 1]); optionally ``flops`` and a measured
-            ``latency_ms`` that then replaces the predicted one as the objective.
+            At least ``accuracy`` (in [0, 1]); optionally ``flops``, ``eval_samples`` (the
+            number of images the accuracy was measured on, which sets its noise) and a
+            measured ``latency_ms`` that then replaces the predicted one as the objective.
         """
         ...
 
@@ -116,6 +117,7 @@ class SyntheticEvaluator:
         nan: fail by returning NaN accuracy instead of raising.
         log_path: if given, one line ``<arch_hash>`` is appended per evaluation.
         seconds: time to sleep per evaluation (to make a trial last).
+        eval_samples: reported as the number of evaluation images (None: not reported).
     """
 
     def __init__(
@@ -125,12 +127,14 @@ class SyntheticEvaluator:
         nan: bool = False,
         log_path: str | Path | None = None,
         seconds: float = 0.0,
+        eval_samples: int | None = None,
     ) -> None:
         self.op_order = list(op_order)
         self.fail_when = dict(fail_when or {})
         self.nan = nan
         self.log_path = str(log_path) if log_path is not None else None
         self.seconds = seconds
+        self.eval_samples = eval_samples
 
     def evaluate(self, arch: Mapping[str, str]) -> dict[str, float]:
         from nasfuse.arch import arch_hash
@@ -147,7 +151,10 @@ class SyntheticEvaluator:
         top = max(len(self.op_order) - 1, 1)
         quality = sum(self.op_order.index(op) / top for op in arch.values()) / max(len(arch), 1)
         jitter = _unit_hash(*sorted(f"{k}={v}" for k, v in arch.items())) * 0.02
-        return {"accuracy": 0.5 + 0.4 * quality + jitter, "flops": 1000.0 * (1 + quality)}
+        metrics = {"accuracy": 0.5 + 0.4 * quality + jitter, "flops": 1000.0 * (1 + quality)}
+        if self.eval_samples is not None:
+            metrics["eval_samples"] = float(self.eval_samples)
+        return metrics
 
 
 class SyntheticCosts:
