@@ -300,3 +300,26 @@ def test_quick_budget_shallows_hrnet_spaces_only_and_user_depth_wins():
     assert len(shallow.sites) < len(full.sites) and shallow.hash != full.hash
     assert _depth_options("resnet20", {}, 1) == {}
     assert "stages.1.modules" not in _depth_options("hrnet_lite", {"stages.1.modules": 3}, 1)
+
+
+@pytest.mark.parametrize("folder", ["pct%20dir", "with space", "hash#dir", "ünïcode", "q?x"])
+def test_the_default_storage_url_keeps_odd_folder_names(tmp_path: Path, folder: str) -> None:
+    import optuna
+    from sqlalchemy.engine import make_url
+
+    from nasfuse.search._study import STUDY_FILE, storage_url
+
+    run_dir = tmp_path / folder
+    run_dir.mkdir()
+    url = storage_url(run_dir, None)
+    assert make_url(url).database == str((run_dir / STUDY_FILE).resolve())
+    optuna.create_study(storage=url, study_name="s")
+    assert (run_dir / STUDY_FILE).is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [folder]  # nothing written elsewhere
+
+
+def test_the_default_run_dir_is_one_safe_folder() -> None:
+    from nasfuse.search import SearchConfig, default_run_dir
+
+    path = default_run_dir(SearchConfig(space="../../evil.yaml", budget="quick"))
+    assert path.parent == Path("runs") and path.name == "evil-quick"

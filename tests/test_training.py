@@ -235,6 +235,16 @@ def test_evaluate_is_top1_accuracy() -> None:
     assert model.training
 
 
+def test_evaluate_refuses_non_finite_logits() -> None:
+    images, labels = torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].bias.fill_(float("nan"))
+    # argmax would say class 0 for every image: 100% here, 9.7% on digits.
+    with pytest.raises(ValueError, match="logits are not finite"):
+        evaluate(model, DataLoader(TensorDataset(images, labels), batch_size=2))
+
+
 def test_evaluate_arch_sets_the_arch_and_recalibrates() -> None:
     from nasfuse.data import build_loaders
 

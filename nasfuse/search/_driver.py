@@ -69,8 +69,11 @@ class SearchResult:
 
 
 def default_run_dir(cfg: SearchConfig) -> Path:
-    """``runs/<space>-<budget>``: fixed, so ``--resume`` finds it again."""
-    return Path("runs") / f"{Path(cfg.space).stem}-{cfg.budget}"
+    """``runs/<space>-<budget>``: fixed, so ``--resume`` finds it again (the space's name
+    made one safe file name)."""
+    from nasfuse.files import safe_file_name
+
+    return Path("runs") / safe_file_name(f"{Path(cfg.space).stem}-{cfg.budget}")
 
 
 def _resolved(cfg: SearchConfig, plan: SearchPlan) -> SearchConfig:

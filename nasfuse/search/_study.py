@@ -9,6 +9,7 @@ resume all read it through :func:`trial_records`.
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,10 @@ def storage_url(run_dir: str | Path, storage: str | None) -> str:
     """The storage URL of a run: ``storage`` if given, else SQLite ``<run_dir>/study.db``."""
     if storage:
         return storage
-    return f"sqlite:///{(Path(run_dir) / STUDY_FILE).resolve()}"
+    # SQLAlchemy percent-decodes the URL's path: quote it, or '%20' in a folder name
+    # becomes a space and '#' or '?' cut the path short.
+    path = urllib.parse.quote(str((Path(run_dir) / STUDY_FILE).resolve()), safe="/")
+    return f"sqlite:///{path}"
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:

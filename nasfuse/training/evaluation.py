@@ -100,6 +100,9 @@ def evaluate(model: nn.Module, loader: DataLoader) -> float:
     """Top-1 accuracy of ``model`` over ``loader``, in ``[0, 1]`` (eval mode, inference mode).
 
     The model's train/eval mode is restored afterwards.
+
+    Raises:
+        ValueError: the loader is empty, or the model's logits are not finite.
     """
     was_training = model.training
     device = _device_of(model)
@@ -108,6 +111,13 @@ def evaluate(model: nn.Module, loader: DataLoader) -> float:
     try:
         for images, labels in loader:
             logits = model(images.to(device, non_blocking=True))
+            if not torch.isfinite(logits).all():
+                # argmax of NaN logits is class 0: a diverged net would score the share of
+                # class 0 (9.7% on digits) instead of failing.
+                raise ValueError(
+                    "evaluate: the network's logits are not finite (NaN or inf); its weights "
+                    "have diverged, so it has no accuracy"
+                )
             correct += int((logits.argmax(dim=1).cpu() == labels).sum())
             total += len(labels)
     finally:
