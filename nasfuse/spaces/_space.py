@@ -161,22 +161,9 @@ class SearchSpace:
                 )
         return {name: str(arch[name]) for name in self.sites}
 
-    def uniform_arch(self, op: str, fill: str | None = None) -> dict[str, str]:
-        """Every site -> ``op``.
-
-        Args:
-            op: the op of every site.
-            fill: the op of the sites where ``op`` is not allowed (e.g. ``"add"`` for
-                ``all-cmgm`` in a space that offers cmgm at low resolutions only); None:
-                ``op`` must be allowed everywhere.
-
-        Raises:
-            SpaceError: ``op`` is not allowed at some site and there is no ``fill``, or
-                neither is allowed there.
-        """
-        if fill is not None:
-            arch = {name: op if op in site.ops else fill for name, site in self.sites.items()}
-            return self.validate_arch(arch, source=f"all-{op} (with {fill} elsewhere)")
+    def uniform_arch(self, op: str) -> dict[str, str]:
+        """Every site -> ``op``; ``SpaceError`` if ``op`` is not allowed at some site (the
+        search's baselines put add there instead: ``nasfuse.search._baselines``)."""
         refused = [name for name, site in self.sites.items() if op not in site.ops]
         if refused:
             raise SpaceError(

@@ -51,34 +51,37 @@ def mixed_random_arch(space: Any, rng: random.Random) -> dict[str, str]:
     return arch
 
 
-def uniform_archs(
-    space: Any, ops: Sequence[str] | None = None, fill: str = "add"
-) -> list[tuple[str, dict[str, str]]]:
-    """``(label, arch)`` of each op's uniform architecture.
+def uniform_archs(space: Any, ops: Sequence[str] | None = None) -> list[tuple[str, dict[str, str]]]:
+    """``(label, arch)`` of each op's uniform architecture, as every search starts from.
+
+    The architectures are the search's uniform baselines
+    (:func:`nasfuse.search._baselines.uniform_baselines`): the op wherever it is allowed,
+    add elsewhere; the label is ``all-<op>``, or ``all-<op>+add`` where add fills in.
 
     Args:
         space: the :class:`~nasfuse.spaces.SearchSpace`.
         ops: which ops; None: every op the space offers, in its order.
-        fill: where an op is not allowed, this op takes the site instead; the label is then
-            ``all-<op>+<fill>`` (``all-<op>`` when the op is allowed everywhere).
 
     Raises:
         ValueError: an op the space does not offer, or one allowed nowhere.
     """
+    from nasfuse.search._baselines import FALLBACK_OP, uniform_baselines
+
     offered = list(space.config["ops"])
     chosen = offered if ops is None else list(dict.fromkeys(ops))
+    sites = {name: list(site.ops) for name, site in space.sites.items()}
+    baselines = {b.name: b for b in uniform_baselines(sites)}
     result = []
     for op in chosen:
         if op not in offered:
             raise ValueError(
                 f"cannot include all-{op}: space {space.name!r} offers {', '.join(offered)}"
             )
-        allowed = [site for site in space.sites.values() if op in site.ops]
-        if not allowed:
+        baseline = baselines.get(f"all-{op}")
+        if baseline is None:
             raise ValueError(f"cannot include all-{op}: no site of {space.name!r} allows it")
-        everywhere = len(allowed) == len(space.sites)
-        arch = space.uniform_arch(op, fill=None if everywhere else fill)
-        result.append((f"all-{op}" if everywhere else f"all-{op}+{fill}", arch))
+        label = f"{baseline.name}+{FALLBACK_OP}" if baseline.note else baseline.name
+        result.append((label, baseline.arch))
     return result
 
 
