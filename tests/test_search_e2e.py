@@ -512,3 +512,34 @@ def test_supernet_evaluator_scores_flops_and_measured_latency(ray_session: Any) 
     assert metrics["latency_ms"] > 0
     sample = torch.zeros(1, bundle.in_chans, space.input_size, space.input_size)
     assert metrics["flops"] == count_flops(supernet.extract(arch), sample)
+
+
+def test_supernet_evaluator_scores_with_few_shot_and_finetuning(
+    ray_session: Any, tmp_path: Path
+) -> None:
+    from nasfuse.data import build_loaders
+    from nasfuse.search import SupernetEvaluator
+    from nasfuse.training import (
+        SupernetTrainConfig,
+        evaluate_arch,
+        load_supernet,
+        train_few_shot,
+        train_supernet,
+    )
+
+    checkpoint = train_supernet(
+        SupernetTrainConfig(
+            space=str(TINY_SPACE), epochs=1, train_subset=64, batch_size=32, eval_archs=0,
+            warmup_epochs=0, threads=1, progress=False,
+        ),
+        tmp_path / "sn",
+    )  # fmt: skip
+    split = train_few_shot(checkpoint, epochs=1)
+    supernet = load_supernet(checkpoint)
+    bundle = build_loaders("digits", supernet.space.input_size, batch_size=32, train_subset=64)
+    evaluator = SupernetEvaluator(supernet, bundle, 2, finetune_steps=3, few_shot=split)
+    for op in split.supernets:
+        arch = {**supernet.sample_arch(1), split.site: op}
+        # The trial's score is its own sub-supernet's, fine-tuned: computed here directly.
+        expected = evaluate_arch(split.supernets[op], arch, bundle, 2, finetune_steps=3)
+        assert evaluator.evaluate(arch)["accuracy"] == expected

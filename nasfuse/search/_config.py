@@ -53,6 +53,13 @@ class SearchConfig:
         concurrency: trials in flight at once; None: one per CPU, at most 2 on a CPU target.
         supernet: a supernet checkpoint to reuse instead of training one.
         calib_batches: batches for BN recalibration per trial. None: the budget's.
+        finetune_steps: fine-tune each trial's inherited weights this many steps before
+            scoring it (:func:`nasfuse.training.finetune`); 0: score them as inherited.
+        few_shot_epochs: score each trial with the few-shot sub-supernet of its op at
+            ``few_shot_site``, each trained this many epochs from the supernet
+            (:func:`nasfuse.training.train_few_shot`, kept in ``supernet/few_shot/``);
+            0: the one-shot supernet scores every trial.
+        few_shot_site: the split site; None: the last site.
         batch_size: supernet training and evaluation batch size (64: at 32 with the
             training defaults, hrnet_lite's supernet was seen to diverge to NaN).
         supernet_options: further :class:`~nasfuse.training.SupernetTrainConfig` keys
@@ -94,6 +101,9 @@ class SearchConfig:
     concurrency: int | None = None
     supernet: str | None = None
     calib_batches: int | None = None
+    finetune_steps: int = 0
+    few_shot_epochs: int = 0
+    few_shot_site: str | None = None
     batch_size: int = 64
     supernet_options: dict[str, Any] = field(default_factory=dict)
     input_size: int | None = None

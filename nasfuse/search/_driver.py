@@ -157,6 +157,22 @@ def _supernet(cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options:
     return load_supernet(path)
 
 
+def _few_shot(cfg: SearchConfig, run_dir: Path) -> Any:
+    """The few-shot sub-supernets the config asks for (trained, or reused), or None."""
+    if cfg.few_shot_epochs <= 0:
+        return None
+    from nasfuse.training import train_few_shot
+    from nasfuse.training.few_shot import FEW_SHOT_DIR
+
+    checkpoint = Path(cfg.supernet) if cfg.supernet else run_dir / SUPERNET_DIR / "supernet.pt"
+    return train_few_shot(
+        checkpoint,
+        cfg.few_shot_epochs,
+        cfg.few_shot_site,
+        out_dir=run_dir / SUPERNET_DIR / FEW_SHOT_DIR,
+    )
+
+
 def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPlan) -> Any:
     from nasfuse.latency import LatencyTable
 
@@ -237,6 +253,7 @@ def run_search(
             f"the supernet has {supernet.num_classes} classes, {bundle.name} has {bundle.num_classes}"
         )
 
+    few_shot = _few_shot(cfg, run_dir)
     cpu_count = os.cpu_count() or 1
     measured = cfg.latency == "measured"
     on_gpu = torch.cuda.is_available()
@@ -255,6 +272,8 @@ def run_search(
             plan.calib_batches,
             measure_latency=measured,
             latency_batch_size=table.batch_size,
+            finetune_steps=cfg.finetune_steps,
+            few_shot=few_shot,
         )
         costs = SupernetCosts(supernet, table)
         constraints = Constraints(

@@ -74,6 +74,9 @@ class SupernetEvaluator:
         calib_batches: BN recalibration batches per architecture.
         measure_latency: also time the extracted network (ms, median) as the latency.
         latency_batch_size: batch size of that measurement (the table's).
+        finetune_steps: fine-tune a copy of each architecture this many steps first.
+        few_shot: :class:`~nasfuse.training.FewShotSupernets` whose sub-supernet of an
+            architecture's op at the split site scores it (each put into the store once).
     """
 
     def __init__(
@@ -83,11 +86,18 @@ class SupernetEvaluator:
         calib_batches: int,
         measure_latency: bool = False,
         latency_batch_size: int = 1,
+        finetune_steps: int = 0,
+        few_shot: Any = None,
     ) -> None:
         import ray
 
         self.supernet_ref = ray.put(supernet)
         self.bundle_ref = ray.put(bundle)
+        self.finetune_steps = int(finetune_steps)
+        self.few_shot_site = few_shot.site if few_shot is not None else None
+        self.few_shot_refs = (
+            {op: ray.put(net) for op, net in few_shot.supernets.items()} if few_shot else {}
+        )
         self.calib_batches = int(calib_batches)
         self.measure_latency = measure_latency
         self.latency_batch_size = int(latency_batch_size)
@@ -108,9 +118,18 @@ class SupernetEvaluator:
     def evaluate(self, arch: Mapping[str, str]) -> dict[str, float]:
         from nasfuse.training import evaluate_arch
 
-        supernet = self._fetch(self.supernet_ref)
+        ref = self.supernet_ref
+        if self.few_shot_site is not None:
+            ref = self.few_shot_refs[arch[self.few_shot_site]]
+        supernet = self._fetch(ref)
         bundle = self._fetch(self.bundle_ref)
-        accuracy = evaluate_arch(supernet, arch, bundle, calib_batches=self.calib_batches)
+        accuracy = evaluate_arch(
+            supernet,
+            arch,
+            bundle,
+            calib_batches=self.calib_batches,
+            finetune_steps=self.finetune_steps,
+        )
         sample = torch.zeros(1, *self.input_shape)
         metrics = {
             "accuracy": float(accuracy),
