@@ -543,3 +543,35 @@ def test_supernet_evaluator_scores_with_few_shot_and_finetuning(
         # The trial's score is its own sub-supernet's, fine-tuned: computed here directly.
         expected = evaluate_arch(split.supernets[op], arch, bundle, 2, finetune_steps=3)
         assert evaluator.evaluate(arch)["accuracy"] == expected
+
+
+def test_a_given_supernet_decides_the_space_and_the_config_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18: --supernet with another --space searched the checkpoint's space while
+    search_config.yaml recorded the flags' space and the budget's width."""
+    from nasfuse.search import SearchConfig
+    from nasfuse.search._driver import _adopt_supernet, _resolved, resolve_plan
+    from nasfuse.training import SupernetTrainConfig, train_supernet
+
+    checkpoint = train_supernet(
+        SupernetTrainConfig(
+            space=str(TINY_SPACE), space_options={"width_mult": 0.5}, epochs=1,
+            train_subset=64, batch_size=32, eval_archs=0, threads=1, progress=False,
+        ),
+        tmp_path / "sn",
+    )  # fmt: skip
+    cfg = SearchConfig(space="resnet20", budget="quick", supernet=str(checkpoint))
+    adopted = _adopt_supernet(cfg)
+    assert "is a supernet of tiny_hrnet" in capsys.readouterr().out
+    resolved = _resolved(adopted, resolve_plan(adopted))
+    assert Path(resolved.space) == TINY_SPACE.resolve()
+    assert resolved.space_options == {"width_mult": 0.5}
+    assert (resolved.width_mult, resolved.input_size, resolved.supernet_epochs) == (0.5, 16, 1)
+    # Asking for exactly the checkpoint's space says nothing.
+    same = SearchConfig(
+        space="tiny_hrnet", space_options={"width_mult": 0.5}, width_mult=0.5, input_size=16,
+        supernet=str(checkpoint),
+    )  # fmt: skip
+    _adopt_supernet(same)
+    assert capsys.readouterr().out == ""

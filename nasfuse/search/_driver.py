@@ -108,6 +108,40 @@ def _depth_options(
     }
 
 
+def _adopt_supernet(cfg: SearchConfig) -> SearchConfig:
+    """With ``supernet``, the checkpoint's space (and size) is what is searched.
+
+    The space, its options, width, input size, depth and supernet epochs are taken from the
+    checkpoint, so ``search_config.yaml`` records what actually ran; one line says so when
+    they differ from what the config asked for (a budget's width, another ``--space``).
+    """
+    if not cfg.supernet:
+        return cfg
+    from nasfuse.files import load_checkpoint
+    from nasfuse.training.supernet_training import space_from_info
+
+    checkpoint = load_checkpoint(cfg.supernet, kind="supernet")
+    space = space_from_info(checkpoint, cfg.supernet)
+    adopted = dataclasses.replace(
+        cfg,
+        space=str(checkpoint["space"]),
+        space_options=dict(checkpoint["space_options"]),
+        width_mult=float(space.config["width_mult"]),
+        input_size=int(space.input_size),
+        hrnet_modules=None,
+        supernet_epochs=int(checkpoint["config"].get("epochs", 0)) or None,
+    )
+    asked = (Path(cfg.space).stem, cfg.width_mult, cfg.input_size, cfg.space_options)
+    if asked != (space.name, adopted.width_mult, adopted.input_size, adopted.space_options):
+        print(
+            f"search: --supernet {cfg.supernet} is a supernet of {space.name} (options "
+            f"{adopted.space_options}); searching that space, not {cfg.space!r} with the "
+            "budget's size",
+            flush=True,
+        )
+    return adopted
+
+
 def _check_resume(path: Path, resolved: SearchConfig) -> None:
     saved = read_yaml_mapping(path, "the saved search settings", allow_empty=True)
     current = dataclasses.asdict(resolved)
@@ -216,7 +250,10 @@ def run_search(
     started = time.perf_counter()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    cfg = _adopt_supernet(cfg)
     plan = resolve_plan(cfg)
+    if cfg.supernet:  # the checkpoint's depth, not the budget's
+        plan = dataclasses.replace(plan, hrnet_modules=None)
     resolved = _resolved(cfg, plan)
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -232,10 +269,13 @@ def run_search(
     print(plan.describe(), flush=True)
     print(f"run directory: {run_dir}", flush=True)
 
-    space_options = {**cfg.space_options, "width_mult": plan.width_mult}
-    if plan.input_size is not None:
-        space_options["input_size"] = plan.input_size
-    space_options.update(_depth_options(cfg.space, space_options, plan.hrnet_modules))
+    if cfg.supernet:
+        space_options = dict(cfg.space_options)  # the checkpoint's, exactly
+    else:
+        space_options = {**cfg.space_options, "width_mult": plan.width_mult}
+        if plan.input_size is not None:
+            space_options["input_size"] = plan.input_size
+        space_options.update(_depth_options(cfg.space, space_options, plan.hrnet_modules))
     supernet = _supernet(cfg, plan, run_dir, space_options)
     space = supernet.space
     table = _latency_table(cfg, space, run_dir, plan)
