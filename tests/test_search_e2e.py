@@ -575,3 +575,48 @@ def test_a_given_supernet_decides_the_space_and_the_config_says_so(
     )  # fmt: skip
     _adopt_supernet(same)
     assert capsys.readouterr().out == ""
+
+
+def test_ctrl_c_exports_nothing_exits_130_and_resume_finishes(tmp_path: Path) -> None:
+    """Issue 18: Ctrl-C exited 0 after exporting a front of 6 of 40 trials."""
+    out = tmp_path / "run"
+    argv = [
+        "search", "--space", str(TINY_SPACE), "--set", "width_mult=1.0", "--budget", "quick",
+        "--epochs", "1", "--sampler", "random", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nasfuse", *argv, "--trials", "40"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    done, deadline = 0, time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None and done < 2:
+            time.sleep(0.5)
+            with contextlib.suppress(Exception):  # the study may not exist yet
+                done = len(_study(out).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+        assert process.poll() is None and done >= 2, "the search was not caught mid-way"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        children = _descendants(process.pid)
+        process.kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
+    assert not (out / "pareto.csv").exists() and not (out / "best.yaml").exists()
+    study = _study(out)
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    counted = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    assert counted < 40
+
+    from nasfuse.cli import main
+
+    assert main([*argv, "--trials", str(counted + 2), "--resume"]) == 0
+    assert (out / "best.yaml").is_file()
+    assert len(_study(out).get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == counted + 2

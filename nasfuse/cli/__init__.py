@@ -35,7 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except KeyboardInterrupt:
-        print("nasfuse: interrupted; everything written so far is kept", file=sys.stderr)
+        resume = (
+            "; continue with the same command plus --resume"
+            if args.command in ("search", "train-supernet", "retrain")
+            else ""
+        )
+        print(f"nasfuse: interrupted; everything written so far is kept{resume}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         # User-facing errors (bad YAML, missing data, refused checkpoint) carry their own

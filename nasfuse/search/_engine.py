@@ -279,6 +279,14 @@ def search_architectures(
                     ),
                 )
                 tuner.fit()
+            if searcher.counted_trials < n_trials:
+                searcher.interrupt_open_trials()
+                # Tune ends early only when interrupted (its SIGINT handler stops the
+                # running trials, which the searcher records as interrupted): nothing is
+                # final, so nothing is exported; the CLI says how to resume.
+                raise KeyboardInterrupt(
+                    f"the search stopped at {searcher.counted_trials} of {n_trials} trials"
+                )
     finally:
         recorder.close()
         if bar is not None:

@@ -232,6 +232,15 @@ class FusionSearcher(OptunaSearch):
             handle.set_user_attr("status", "interrupted")
             self._ot_study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
+    def interrupt_open_trials(self) -> None:
+        """After an interrupted run: tell every trial this searcher left open 'interrupted'
+        (not counted; its architecture may be suggested again), so none stays RUNNING."""
+        for trial_id in list(self._ray_trials):
+            self.on_trial_complete(trial_id, result=None)
+        for trial_id, trial in list(self._ot_trials.items()):  # asked, never started by Ray
+            self._ot_trials.pop(trial_id)
+            self._tell(trial, "interrupted", None)
+
     def _place_in_generation(self, trial: optuna.Trial) -> None:
         """Give an enqueued trial its NSGA-II generation, as a sampled one gets it.
 
