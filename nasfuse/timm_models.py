@@ -154,7 +154,8 @@ def create_nasfuse_model(
             f"{arch}: this architecture file records no data (written before nasfuse kept "
             f"it): building for {in_chans or space.in_chans} input channels and "
             f"{num_classes or DEFAULT_NUM_CLASSES} classes, with timm's default "
-            "normalisation; pass in_chans= and num_classes=, or re-export the file",
+            "normalisation; pass in_chans= and num_classes=, use the arch.yaml that "
+            "`nasfuse retrain` writes beside model.pt, or re-export the file",
             OldArchFileWarning,
             stacklevel=3,
         )
