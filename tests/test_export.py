@@ -324,3 +324,18 @@ def test_retrain_then_timm_scores_like_nasfuse_eval(
     bundle = build_loaders("digits", input_size=16, batch_size=128)
     assert evaluate(net, bundle.test) == scored["accuracy"]
     assert sum(p.numel() for p in net.parameters()) == scored["params"]
+
+
+def test_export_model_refuses_a_checkpoint_of_another_architecture(
+    tmp_path: Path, digits16, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasfuse.cli import main
+
+    run, _arch = write_trained_model(tmp_path / "run", "resnet20", "add", digits16)
+    space = load_space("resnet20", small_options("resnet20"))
+    save_arch(space.uniform_arch("concat"), tmp_path / "other.yaml", space)
+    out = tmp_path / "net.onnx"
+    argv = ["export-model", str(tmp_path / "other.yaml"), "--checkpoint", str(run / "model.pt")]
+    assert main([*argv, "--format", "onnx", "--out", str(out)]) == 2
+    assert "this model is of another architecture" in capsys.readouterr().err
+    assert not out.exists()
