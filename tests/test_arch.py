@@ -146,3 +146,69 @@ def test_space_arch_command_writes_a_uniform_file(
     assert main(["space", "arch", str(TINY_RESNET), "--op", "nope", "--out", str(out)]) == 2
     assert "neither an architecture file nor an op" in capsys.readouterr().err
     assert set(load_arch(out)[0].values()) == {"concat"}  # the refusal wrote nothing
+
+
+DIGITS_FACTS = {
+    "dataset": "digits",
+    "in_chans": 1,
+    "num_classes": 10,
+    "input_size": 16,  # tiny_resnet's
+    "mean": [0.3],
+    "std": [0.4],
+    "interpolation": "bilinear",
+    "crop_pct": 1.0,
+}
+
+
+def test_data_facts_round_trip_and_old_files_have_none(tmp_path: Path) -> None:
+    from nasfuse.arch import read_arch
+
+    space = load_space(TINY_RESNET)
+    facts = {**DIGITS_FACTS, "mean": (np.float32(0.25),)}
+    save_arch(space.uniform_arch("add"), tmp_path / "new.yaml", space, **facts)
+    loaded = read_arch(tmp_path / "new.yaml")
+    assert loaded.data == {**facts, "mean": [0.25]}
+    assert yaml.safe_load((tmp_path / "new.yaml").read_text())["data"]["in_chans"] == 1
+    save_arch(space.uniform_arch("add"), tmp_path / "old.yaml", space)
+    assert "data" not in yaml.safe_load((tmp_path / "old.yaml").read_text())
+    assert read_arch(tmp_path / "old.yaml").data == {}
+
+
+def test_data_facts_of_a_bundle() -> None:
+    from nasfuse.arch import data_fields
+    from nasfuse.data import build_loaders
+
+    bundle = build_loaders("digits", input_size=16, batch_size=32)
+    facts = data_fields(bundle)
+    assert facts["dataset"] == "digits" and facts["in_chans"] == 1 and facts["num_classes"] == 10
+    assert facts["input_size"] == 16 and facts["crop_pct"] == 1.0
+    normalize = bundle.test.dataset.finish.transforms[-1]
+    assert facts["mean"] == list(normalize.mean) and facts["std"] == list(normalize.std)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"in_chans": 0}, r"data\.in_chans': expected a positive integer"),
+        ({"mean": [0.1, 0.2]}, r"data\.mean': expected a list of 1 numbers"),
+        ({"std": [0.0]}, r"data\.std': expected a list of 1 positive numbers"),
+        ({"input_size": 64}, r"data\.input_size': 64 is not the input size of its space \(16\)"),
+        ({"interpolation": "lanczos9"}, r"data\.interpolation': expected one of"),
+        ({"crop_pct": 1.5}, r"data\.crop_pct': expected a number in \(0, 1\]"),
+        ({"colour": "red"}, r"key 'data': unknown key\(s\) colour"),
+    ],
+)
+def test_bad_data_facts_are_refused(tmp_path: Path, change: dict, expected: str) -> None:
+    space = load_space(TINY_RESNET)
+    path = tmp_path / "arch.yaml"
+    save_arch(space.uniform_arch("add"), path, space, **DIGITS_FACTS)
+    edit_arch(path, lambda d: d["data"].update(change))
+    with pytest.raises(SpaceError, match=expected) as caught:
+        load_arch(path)
+    assert str(path) in str(caught.value)
+    if "colour" not in change:  # save_arch checks the same way and writes nothing
+        with pytest.raises(SpaceError, match=expected):
+            save_arch(
+                space.uniform_arch("add"), tmp_path / "x.yaml", space, **{**DIGITS_FACTS, **change}
+            )
+        assert not (tmp_path / "x.yaml").exists()

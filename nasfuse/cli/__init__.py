@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
 
-COMMAND_MODULES = ("ops", "space", "train", "latency", "search", "validate")
+COMMAND_MODULES = ("ops", "space", "train", "latency", "search", "validate", "export_model")
 
 
 def build_parser() -> argparse.ArgumentParser:

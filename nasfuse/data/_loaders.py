@@ -21,7 +21,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from nasfuse.data._sources import SplitSource, load_source, stratified_indices
 
-__all__ = ["DataBundle", "AugmentedSplit", "build_loaders", "seed_worker"]
+__all__ = ["DataBundle", "AugmentedSplit", "build_loaders", "seed_worker", "EVAL_CROP_PCT"]
+
+# Photos are evaluated resized to input_size / EVAL_CROP_PCT, then centre cropped.
+EVAL_CROP_PCT = 0.875
 
 
 class AugmentedSplit(Dataset):
@@ -96,6 +99,9 @@ class DataBundle:
         input_size: the square side images are resized to.
         class_names: one name per class index.
         notes: remarks worth printing (e.g. "test split is val/").
+        mean, std: the per-channel normalisation every split is given.
+        crop_pct: share of the resized side that evaluation keeps (timm's ``crop_pct``):
+            1.0, or :data:`EVAL_CROP_PCT` for photos (resize then centre crop).
     """
 
     train: DataLoader
@@ -108,6 +114,9 @@ class DataBundle:
     input_size: int = 32
     class_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    crop_pct: float = 1.0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffle order and augmentation of training epoch ``epoch`` (0-based)."""
@@ -141,7 +150,7 @@ def _transforms(
         )
         finish = v2.Compose(
             [
-                v2.Resize(round(input_size / 0.875), antialias=True),
+                v2.Resize(round(input_size / EVAL_CROP_PCT), antialias=True),
                 v2.CenterCrop(input_size),
                 normalize,
             ]
@@ -254,4 +263,7 @@ def build_loaders(
         input_size=input_size,
         class_names=source.class_names,
         notes=list(source.notes),
+        mean=tuple(source.mean),
+        std=tuple(source.std),
+        crop_pct=EVAL_CROP_PCT if source.style == "resized_crop" else 1.0,
     )

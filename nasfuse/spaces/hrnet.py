@@ -315,6 +315,8 @@ class HRNet(FusionNet):
             previous = widths
 
         self.head = conv_bn(sum(previous), head_width, 1)
+        # Branch b is 2**(n-1-b) times the lowest branch's side wherever sides divide evenly.
+        self.pool_factors = [2 ** (len(previous) - 1 - b) for b in range(len(previous))]
         self.register_sites(made)
 
     def forward_branches(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -328,8 +330,23 @@ class HRNet(FusionNet):
         """``(B, in_chans, H, W) -> (B, head_channels, H_low, W_low)`` (lowest branch size)."""
         xs = self.forward_branches(x)
         size = (xs[-1].shape[-2], xs[-1].shape[-1])
-        pooled = [F.adaptive_avg_pool2d(x, size) if x.shape[-2:] != size else x for x in xs]
+        pooled = [pool_to(x, size, factor) for x, factor in zip(xs, self.pool_factors, strict=True)]
         return self.head(torch.cat(pooled, dim=1))
+
+
+def pool_to(x: torch.Tensor, size: tuple[int, int], factor: int) -> torch.Tensor:
+    """``x`` average-pooled to ``size``, which is ``x``'s side divided by ``factor`` when
+    sides divide evenly.
+
+    Then a fixed ``factor x factor`` pooling does it: the same windows as adaptive pooling,
+    and an output size that ONNX's legacy (TorchScript) exporter can handle. Sides halved
+    with rounding up (odd sizes) fall back to adaptive pooling.
+    """
+    if factor == 1:
+        return x
+    if x.shape[-2] == size[0] * factor and x.shape[-1] == size[1] * factor:
+        return F.avg_pool2d(x, factor)
+    return F.adaptive_avg_pool2d(x, size)
 
 
 # The network class of this family (SearchSpace.build calls it).

@@ -2,7 +2,9 @@
 
 The standalone network of an arch file is trained from scratch (``init="scratch"``) or
 from the supernet's weights for that path (``init="supernet"``), then scored on the test
-split. The run directory gets ``model.pt`` (kind ``"model"``), ``metrics.json``,
+split. The run directory gets ``model.pt`` (kind ``"model"``), ``model.safetensors`` (the
+same weights, loadable without pickle), ``arch.yaml`` (the architecture with the data it was
+trained on and its test metrics, for ``timm.create_model``), ``metrics.json``,
 ``config.yaml``, TensorBoard curves in ``tb/`` and, while training, ``checkpoint.pt``
 (kind ``"retrain_state"``) for ``--resume``.
 
@@ -18,15 +20,25 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
-from nasfuse.files import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from nasfuse.files import (
+    CheckpointError,
+    atomic_write_bytes,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+)
 from nasfuse.training._loop import TrainingConfig, TrainingRun, build_bundle
 from nasfuse.training.evaluation import evaluate
 from nasfuse.training.supernet_training import load_supernet, space_from_info, space_info
+
+if TYPE_CHECKING:
+    from nasfuse.data import DataBundle
+    from nasfuse.spaces import SearchSpace
 
 __all__ = [
     "RetrainConfig",
@@ -34,11 +46,17 @@ __all__ = [
     "retrain",
     "load_model",
     "model_cost",
+    "save_weights",
+    "save_model_files",
     "MODEL_FILE",
+    "WEIGHTS_FILE",
+    "ARCH_FILE",
     "METRICS_FILE",
 ]
 
 MODEL_FILE = "model.pt"
+WEIGHTS_FILE = "model.safetensors"
+ARCH_FILE = "arch.yaml"
 METRICS_FILE = "metrics.json"
 
 
@@ -67,6 +85,71 @@ def model_cost(model: nn.Module, in_chans: int, input_size: int) -> tuple[int, i
     device = next(model.parameters()).device
     image = torch.zeros(1, in_chans, input_size, input_size, device=device)
     return count_params(model), count_flops(model, image)
+
+
+def save_weights(
+    model: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``model``'s state dict as a safetensors file, atomically.
+
+    Args:
+        model: its tensors are copied to the CPU, contiguous.
+        path: the file (``model.safetensors``); timm's ``load_state_dict`` reads it.
+        metadata: strings to keep in the file's header (values are turned into text).
+    """
+    from safetensors.torch import save
+
+    tensors = {
+        name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()
+    }
+    header = {str(k): str(v) for k, v in (metadata or {}).items()}
+    atomic_write_bytes(path, save(tensors, metadata=header))
+
+
+def save_model_files(
+    out_dir: str | Path,
+    model: nn.Module,
+    arch: Mapping[str, str],
+    space: SearchSpace,
+    bundle: DataBundle,
+    metrics: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a trained ``model`` of ``arch`` as ``nasfuse retrain`` hands it over.
+
+    ``out_dir`` gets ``model.pt`` (kind ``"model"``: weights, data facts, metrics, arch,
+    space, and ``extra``), ``model.safetensors`` (the weights alone) and ``arch.yaml``
+    (``arch`` with ``bundle``'s data facts and the test metrics), from which
+    ``timm.create_model("nasfuse_<space>", arch=...)`` builds a model the weights load
+    into strictly.
+    """
+    from nasfuse.arch import arch_hash, data_fields, save_arch
+
+    out_dir = Path(out_dir)
+    state = {
+        "kind": "model",
+        "format": 1,
+        "model": model.state_dict(),
+        "num_classes": bundle.num_classes,
+        "in_chans": bundle.in_chans,
+        "input_size": bundle.input_size,
+        "dataset": bundle.name,
+        "metrics": dict(metrics),
+        **dict(extra or {}),
+        "arch": dict(arch),
+        **space_info(space),
+    }
+    save_checkpoint(state, out_dir / MODEL_FILE)
+    header = {"space": space.name, "space_hash": space.hash, "arch_hash": arch_hash(arch)}
+    save_weights(model, out_dir / WEIGHTS_FILE, {**header, "dataset": bundle.name})
+    kept = ("test_acc", "val_acc", "params", "flops")
+    save_arch(
+        arch,
+        out_dir / ARCH_FILE,
+        space,
+        {key: metrics[key] for key in kept if key in metrics},
+        **data_fields(bundle),
+    )
 
 
 class Retrainer(TrainingRun):
@@ -127,7 +210,7 @@ class Retrainer(TrainingRun):
         return {"arch": dict(self.arch), **space_info(self.space)}
 
     def finish(self) -> dict[str, Any]:
-        """Score the test split; write ``model.pt`` and ``metrics.json`` (rank 0)."""
+        """Score the test split; write the model files and ``metrics.json`` (rank 0)."""
         from nasfuse.runtime import device_name
 
         test_acc = evaluate(self.net, self.bundle.test)
@@ -148,19 +231,15 @@ class Retrainer(TrainingRun):
             "world_size": self.context.world_size,
         }
         if self.context.is_main:
-            model_state = {
-                "kind": "model",
-                "format": 1,
-                "model": self.net.state_dict(),
-                "num_classes": self.bundle.num_classes,
-                "in_chans": self.bundle.in_chans,
-                "input_size": self.bundle.input_size,
-                "dataset": self.bundle.name,
-                "metrics": metrics,
-                "config": dataclasses.asdict(self.cfg),
-                **self.checkpoint_info(),
-            }
-            save_checkpoint(model_state, self.out_dir / MODEL_FILE)
+            save_model_files(
+                self.out_dir,
+                self.net,
+                self.arch,
+                self.space,
+                self.bundle,
+                metrics,
+                {"config": dataclasses.asdict(self.cfg)},
+            )
             atomic_write_text(self.out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
             from torch.utils.tensorboard import SummaryWriter
 
