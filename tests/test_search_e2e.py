@@ -259,6 +259,16 @@ def _descendants(pid: int) -> list[int]:
         return []
 
 
+def _kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process and every process it started (its Ray workers), then reap it."""
+    children = _descendants(process.pid)
+    process.kill()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
 def test_resume_after_kill_ends_with_exactly_the_requested_trials(
     ray_session: Any, tmp_path: Path
 ) -> None:
@@ -286,12 +296,7 @@ def test_resume_after_kill_ends_with_exactly_the_requested_trials(
             if done >= 3:
                 break
     finally:
-        children = _descendants(process.pid)
-        process.kill()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        process.wait()
+        _kill_tree(process)
     assert 3 <= done < n_trials, f"the search was not caught mid-way ({done} trials done)"
 
     _search(tmp_path, n_trials, log, sampler="random", resume=True)
@@ -602,11 +607,7 @@ def test_ctrl_c_exports_nothing_exits_130_and_resume_finishes(tmp_path: Path) ->
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=120)
     finally:
-        children = _descendants(process.pid)
-        process.kill()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _kill_tree(process)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
     assert not (out / "pareto.csv").exists() and not (out / "best.yaml").exists()
