@@ -473,6 +473,12 @@ def test_cli_search_on_a_tiny_space_then_export(
         "report.md",
     ):
         assert (out / name).is_file(), name
+    from nasfuse.arch import read_arch
+
+    # The exported files know their data: digits, 1 channel, 10 classes (issue 15).
+    data = read_arch(out / "best.yaml").data
+    assert (data["dataset"], data["in_chans"], data["num_classes"]) == ("digits", 1, 10)
+    assert read_arch(next((out / "pareto").glob("*.yaml"))).data == data
     study = _study(out)
     assert sum(1 for t in study.get_trials() if t.user_attrs.get("status") != "interrupted") == 6
     evaluated = [t for t in study.get_trials() if t.user_attrs.get("status") == "evaluated"]

@@ -244,6 +244,7 @@ def run_search(
     """
     import torch
 
+    from nasfuse.arch import data_fields
     from nasfuse.data import build_loaders
     from nasfuse.search._supernet_eval import SupernetCosts, SupernetEvaluator
 
@@ -337,6 +338,8 @@ def run_search(
             study_name=cfg.study_name,
             space_hash=space.hash,
             study_attrs={
+                # What an exported architecture needs to rebuild its network for this data.
+                "data": data_fields(bundle),
                 "space": source,
                 "space_options": dict(space.options),
                 "dataset": cfg.dataset,

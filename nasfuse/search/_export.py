@@ -129,6 +129,7 @@ def export_search(
     settings = _run_settings(run_dir)
     study = load_search_study(run_dir, settings.get("storage"), settings.get("study_name"))
     attrs = study.user_attrs
+    data = dict(attrs.get("data") or {})  # studies from before it was recorded have none
     records = trial_records(study)
     front = front_records(records)
     if not front:
@@ -155,7 +156,9 @@ def export_search(
     rows = []
     for rank, record in enumerate(front):
         name = _arch_file_name(rank, record)
-        save_arch(record.arch, pareto_dir / name, space, _metrics(record, device, latency_source))
+        save_arch(
+            record.arch, pareto_dir / name, space, _metrics(record, device, latency_source), **data
+        )
         rows.append((rank, record, f"{PARETO_DIR}/{name}"))
 
     buffer = io.StringIO()
@@ -183,7 +186,7 @@ def export_search(
     best = front[pick_index(points, pick)]  # type: ignore[arg-type]
     best_path = Path(out) if out is not None else run_dir / BEST_FILE
     best_metrics = {**_metrics(best, device, latency_source), "pick": pick}
-    save_arch(best.arch, best_path, space, best_metrics)
+    save_arch(best.arch, best_path, space, best_metrics, **data)
 
     verdict = build_verdict(records, front, best)
     verdict_section = verdict_markdown(verdict, sites)
