@@ -512,3 +512,17 @@ def test_supernet_evaluator_scores_flops_and_measured_latency(ray_session: Any) 
     assert metrics["latency_ms"] > 0
     sample = torch.zeros(1, bundle.in_chans, space.input_size, space.input_size)
     assert metrics["flops"] == count_flops(supernet.extract(arch), sample)
+
+
+def test_the_local_ray_listens_on_loopback_only(ray_session: Any) -> None:
+    import psutil
+
+    ray_session.get(ray_session.remote(lambda: 1).remote())  # a worker is up
+    ours = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
+    listening = [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in ours
+    ]
+    assert listening, "Ray's servers should be listening"
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listening), listening
