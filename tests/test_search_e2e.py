@@ -627,3 +627,17 @@ def test_ctrl_c_exports_nothing_exits_130_and_resume_finishes(tmp_path: Path) ->
     assert main([*argv, "--trials", str(counted + 2), "--resume"]) == 0
     assert (out / "best.yaml").is_file()
     assert len(_study(out).get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == counted + 2
+
+
+def test_the_local_ray_listens_on_loopback_only(ray_session: Any) -> None:
+    import psutil
+
+    ray_session.get(ray_session.remote(lambda: 1).remote())  # a worker is up
+    ours = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
+    listening = [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in ours
+    ]
+    assert listening, "Ray's servers should be listening"
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip in listening), listening

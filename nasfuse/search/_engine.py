@@ -61,6 +61,20 @@ def reference_latency(sites: Mapping[str, Sequence[str]], costs: ArchCosts) -> f
 
 
 @contextlib.contextmanager
+def _environ(key: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the duration of a block, then restore it."""
+    before = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+@contextlib.contextmanager
 def _loopback_only() -> Iterator[None]:
     """Make a local Ray listen on 127.0.0.1 only.
 
@@ -72,18 +86,13 @@ def _loopback_only() -> Iterator[None]:
     """
     from ray._private import ray_constants
 
-    key = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-    before_env, before_flag = os.environ.get(key), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[key] = "0"
+    before = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with _environ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"):
+            yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before_flag
-        if before_env is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before_env
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 class local_ray:  # noqa: N801 - used as a context manager, reads like one
@@ -120,24 +129,14 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
             ray.shutdown()
 
 
-@contextlib.contextmanager
-def _without_ray_tensorboard() -> Iterator[None]:
+def _without_ray_tensorboard() -> contextlib.AbstractContextManager[None]:
     """Keep Ray Tune's TensorBoard logger out of the run.
 
     Ray adds its TBX logger unless this variable is set; its event files (one single-point
     series per trial, hparams written when a trial ends) would sit beside nasfuse's own under
     ``tensorboard --logdir runs/``. The CSV and JSON loggers are passed explicitly instead.
     """
-    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
-    before = os.environ.get(key)
-    os.environ[key] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
+    return _environ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 def search_architectures(
