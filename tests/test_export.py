@@ -179,18 +179,8 @@ def onnx_logits(path: Path, images: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(logits)
 
 
-def onnx_cases() -> list:
-    """A random architecture of every shipped space, and every uniform one of resnet20.
-
-    Whether an op exports does not depend on the space around it, and exporting every
-    uniform HRNet as well would double this test's time (about 3 s each here)."""
-    return [
-        case for case in arch_cases() if case.values[1] == "random" or case.values[0] == "resnet20"
-    ]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "which"), onnx_cases())
+@pytest.mark.parametrize(("name", "which"), arch_cases())
 def test_onnx_export_runs_in_onnx_runtime_like_pytorch(
     tmp_path: Path, name: str, which: str, digits16
 ) -> None:
