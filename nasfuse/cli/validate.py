@@ -34,7 +34,7 @@ def _validate_supernet(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         calib_batches=args.calib_batches,
         finetune_steps=args.finetune_steps,
-        finetune_lr=args.finetune_lr,
+        **({"finetune_lr": args.finetune_lr} if args.finetune_lr is not None else {}),
         few_shot_epochs=args.few_shot_epochs,
         few_shot_site=args.few_shot_site,
         retrain_options=parse_overrides(args.overrides),
@@ -125,7 +125,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "scoring it (default 0: score them as inherited)",
     )
     parser.add_argument(
-        "--finetune-lr", type=float, default=0.01, help="the fine-tuning's learning rate (0.01)"
+        "--finetune-lr",
+        type=float,
+        default=None,
+        help="the fine-tuning's learning rate (default: DEFAULT_FINETUNE_LR, 0.01)",
     )
     parser.add_argument(
         "--few-shot-epochs",

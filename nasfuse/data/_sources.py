@@ -273,9 +273,10 @@ def find_fashion_mnist(data_dir: str | Path | None = None) -> dict[str, Path]:
 @functools.lru_cache(maxsize=2)
 def _read_fashion_mnist(files: tuple[tuple[str, Path], ...]) -> dict[str, np.ndarray]:
     """The four arrays, checked against the dataset's known sizes (read once per process)."""
+    paths = dict(files)
     arrays: dict[str, np.ndarray] = {}
     for split, size in _FASHION_MNIST_SIZES.items():
-        images_path, labels_path = dict(files)[f"{split}_images"], dict(files)[f"{split}_labels"]
+        images_path, labels_path = paths[f"{split}_images"], paths[f"{split}_labels"]
         images, labels = read_idx(images_path, ndim=3), read_idx(labels_path, ndim=1)
         if images.dtype != np.uint8 or images.shape != (size, 28, 28):
             raise ValueError(

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from nasfuse.files import atomic_write_text
+from nasfuse.training.evaluation import DEFAULT_FINETUNE_LR
 from nasfuse.validation._picking import PickedArch, pick_archs_by_latency
 from nasfuse.validation._ranking import RankingStats, ranking_stats
 from nasfuse.validation._standalone import StandaloneJob, budget_key, train_standalone
@@ -96,7 +97,7 @@ class ValidationConfig:
     top_k: int | None = None
     calib_batches: int = 20
     finetune_steps: int = 0
-    finetune_lr: float = 0.01
+    finetune_lr: float = DEFAULT_FINETUNE_LR
     few_shot_epochs: int = 0
     few_shot_site: str | None = None
     pool_size: int | None = None
