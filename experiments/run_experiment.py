@@ -48,8 +48,6 @@ COMMON_KEYS = {"kind", "name", "description", "space", "space_options", "dataset
 KIND_KEYS = {
     "ranking": {"supernet", "samplers", "validation", "standalone", "latency_table", "resources"},
     "baselines": {
-        "supernet",
-        "search",
         "baselines",
         "seeds",
         "standalone",
@@ -59,7 +57,8 @@ KIND_KEYS = {
     },
     "search_efficiency": {"supernet", "search", "samplers", "seeds", "latency_table", "resources"},
 }
-OPTIONAL_KEYS = {"expected_cost", "data_dir", "scorings"}
+# A baselines recipe without ``search`` (and ``supernet``) compares the uniform networks only.
+OPTIONAL_KEYS = {"expected_cost", "data_dir", "scorings", "search", "supernet"}
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -255,6 +254,10 @@ def _shown_path(path: str | Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+#: The 1-minute load average when this run started (the cores may have been shared).
+LOAD_AT_START: float | None = None
+
+
 def header(recipe: Mapping[str, Any], command: str, wall: float) -> list[str]:
     """The lines every result file starts with: what, the command, machine, date, time."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -267,7 +270,8 @@ def header(recipe: Mapping[str, Any], command: str, wall: float) -> list[str]:
         f"- space: `{recipe['space']}` (options: {options}); dataset: `{recipe['dataset']}`",
         f"- recipe: `{_shown_path(recipe['recipe_file'])}`",
         f"- command: `{command}`",
-        f"- machine: {machine()}, {os.cpu_count()} cores; date: {now}; wall time {wall / 60:.1f} min",
+        f"- machine: {machine()}, {os.cpu_count()} cores; date: {now}; wall time {wall / 60:.1f} min"
+        + (f"; load average {LOAD_AT_START:.2f} when it started" if LOAD_AT_START else ""),
         "",
     ]
 
@@ -413,11 +417,10 @@ def write_ranking(
 
 # --------------------------------------------------------------------------- baselines
 def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str) -> None:
-    from nasfuse.arch import load_arch
     from nasfuse.latency import LatencyTable, measure_archs
     from nasfuse.latency.measure import device_name_at
     from nasfuse.plots import ChartSeries, chart_image
-    from nasfuse.validation import StandaloneJob, train_standalone
+    from nasfuse.validation import StandaloneJob, train_standalone, uniform_archs
 
     started = time.perf_counter()
     root = args.work_dir
@@ -425,23 +428,9 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
     space = load_space_of(recipe)
     table_path = ensure_latency_table(recipe, space, root)
     table = LatencyTable.load(table_path, space=space)
-    sampler = recipe["search"].get("sampler", "nsga2")
-    (supernet_run,) = ensure_supernets(
-        [supernet_config(recipe, recipe["supernet"].get("sampler", "uniform"))], root, resources
-    )
-    search_dir = ensure_search(
-        recipe,
-        supernet_run / "supernet.pt",
-        table_path,
-        sampler,
-        int(recipe["search"].get("seed", 0)),
-        root,
-        args.num_cpus,
-    )
-    best, _ = load_arch(search_dir / "best.yaml", space)
-    archs = {"searched (best.yaml)": best}
-    for op in recipe["baselines"]:
-        archs[f"all-{op}"] = space.uniform_arch(op)
+    archs, search_dir, searched_line = searched_archs(recipe, space, table_path, root, args)
+    # The op wherever it is allowed, add elsewhere ("all-cmgm+add"), as the search's baselines.
+    archs.update(uniform_archs(space, recipe["baselines"]))
     seeds = [int(s) for s in recipe["seeds"]]
     jobs = {
         (name, seed): StandaloneJob.of(arch, seed) for name, arch in archs.items() for seed in seeds
@@ -484,12 +473,8 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
     device = device_name_at(measurement.get("device"), measurement.get("threads"))
     wall = time.perf_counter() - started
     lines = header(recipe, command, wall)
-    best_metrics = yaml.safe_load((search_dir / "best.yaml").read_text()).get("metrics", {})
     lines += [
-        f"- searched: `best.yaml` of a {sampler} search ({recipe['search']}) on the "
-        f"{recipe['supernet'].get('sampler', 'uniform')}-sampled supernet "
-        f"({recipe['supernet'].get('epochs')} epochs); its supernet score "
-        f"{fmt(best_metrics.get('accuracy'))}",
+        *([searched_line] if searched_line else []),
         f"- {budget_line(recipe)}; seeds {seeds}",
         f"- measured latency: batch {measurement.get('batch_size')}, median of "
         f"{measurement.get('rounds', 3)} rounds of {measurement.get('runs', 10)} runs, on {device}",
@@ -505,18 +490,23 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
             f"{row['params']:,} | {row['flops'] / 1e6:.2f} | {row['measured_latency_ms']:.3f} | "
             f"{row['predicted_latency_ms']:.3f} |"
         )
-    same_as = [
-        name for name, arch in archs.items() if name != "searched (best.yaml)" and arch == best
-    ]
-    if same_as:
-        lines += ["", f"The searched architecture is the same network as {same_as[0]}."]
+    for searched in [name for name in archs if name.startswith("searched")]:
+        same_as = [
+            name
+            for name, arch in archs.items()
+            if not name.startswith("searched") and arch == archs[searched]
+        ]
+        if same_as:
+            lines += ["", f"The {searched} architecture is the same network as {same_as[0]}."]
+        lines += [
+            "",
+            f"The {searched} architecture (site -> op):",
+            "",
+            "```yaml",
+            yaml.safe_dump(archs[searched], sort_keys=False).rstrip(),
+            "```",
+        ]
     lines += [
-        "",
-        "Searched architecture (site -> op):",
-        "",
-        "```yaml",
-        yaml.safe_dump(best, sort_keys=False).rstrip(),
-        "```",
         "",
         f"Stand-alone trainings: {training_wall:.0f} s wall in this run "
         f"({sum(sum(r['train_wall_time_s']) for r in rows):.0f} s summed over trainings, "
@@ -529,7 +519,7 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
                 [r["measured_latency_ms"] for r in rows],
                 [r["test_acc_mean"] for r in rows],
                 errors=[r["test_acc_std"] for r in rows],
-                labels=[r["arch"].split(" ")[0] for r in rows],
+                labels=[r["arch"].removeprefix("searched (").rstrip(")") for r in rows],
             )
         ],
         title=f"{recipe['name']}: accuracy vs measured latency ({device})",
@@ -540,12 +530,66 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
         "recipe": recipe,
         "command": command,
         "wall_time_s": wall,
-        "search_dir": str(search_dir),
+        "search_dir": str(search_dir) if search_dir else None,
         "latency_device": device,
         "rows": rows,
-        "searched_arch": best,
+        "searched_archs": {
+            name: arch for name, arch in archs.items() if name.startswith("searched")
+        },
     }
     write_results(recipe["name"], args.results_dir, "\n".join(lines), data, image)
+
+
+def searched_archs(
+    recipe: Mapping[str, Any], space: Any, table_path: Path, root: Path, args: argparse.Namespace
+) -> tuple[dict[str, dict[str, str]], Path | None, str | None]:
+    """The searched architectures a baselines recipe retrains: the search's ``best.yaml``
+    (the front's knee by default) and the front's most accurate member when it differs;
+    with their search directory and a line describing them. A recipe without a ``search``
+    block compares the uniform networks only (``{}``, None, None)."""
+    from nasfuse.arch import load_arch
+
+    if not recipe.get("search"):
+        return {}, None, None
+    sampler = recipe["search"].get("sampler", "nsga2")
+    (supernet_run,) = ensure_supernets(
+        [supernet_config(recipe, recipe["supernet"].get("sampler", "uniform"))],
+        root,
+        recipe["resources"],
+    )
+    search_dir = ensure_search(
+        recipe,
+        supernet_run / "supernet.pt",
+        table_path,
+        sampler,
+        int(recipe["search"].get("seed", 0)),
+        root,
+        args.num_cpus,
+    )
+    best, _ = load_arch(search_dir / "best.yaml", space)
+    archs = {"searched (best.yaml)": best}
+    top, _ = load_arch(search_dir / most_accurate_on_front(search_dir), space)
+    if top != best:
+        archs["searched (most accurate on the front)"] = top
+    best_metrics = yaml.safe_load((search_dir / "best.yaml").read_text()).get("metrics", {})
+    line = (
+        f"- searched: `best.yaml` of a {sampler} search ({recipe['search']}) on the "
+        f"{recipe['supernet'].get('sampler', 'uniform')}-sampled supernet "
+        f"({recipe['supernet'].get('epochs')} epochs); its supernet score "
+        f"{fmt(best_metrics.get('accuracy'))}"
+    )
+    return archs, search_dir, line
+
+
+def most_accurate_on_front(search_dir: Path) -> str:
+    """The arch file (relative to ``search_dir``) of the front's most accurate member."""
+    import csv
+
+    with (search_dir / "pareto.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{search_dir / 'pareto.csv'}: the front is empty")
+    return max(rows, key=lambda row: float(row["accuracy"]))["file"]
 
 
 # ------------------------------------------------------------------- search efficiency
@@ -690,6 +734,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
     args = parser.parse_args(argv)
+    global LOAD_AT_START
+    LOAD_AT_START = os.getloadavg()[0]
     recipe = load_recipe(args.recipe)
     args.work_dir = args.work_dir.resolve()
     command = "python experiments/run_experiment.py " + " ".join(
