@@ -25,12 +25,25 @@ from nasfuse.search._baselines import (
     default_variant_count,
     uniform_baselines,
 )
+from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL
 from nasfuse.search._searcher import Constraints, FusionSearcher, make_sampler
-from nasfuse.search._study import open_storage, record_from_trial, storage_url
+from nasfuse.search._study import (
+    COUNTED_STATUSES,
+    check_storage,
+    masked_url,
+    record_from_trial,
+    storage_url,
+)
 from nasfuse.search._tensorboard import SearchRecorder
 from nasfuse.search._trial import ArchCosts, ArchEvaluator, evaluate_trial
 
-__all__ = ["SearchStats", "search_architectures", "reference_latency", "local_ray"]
+__all__ = [
+    "SearchStats",
+    "search_architectures",
+    "reference_latency",
+    "local_ray",
+    "describe_ray_session",
+]
 
 
 @dataclass
@@ -96,8 +109,14 @@ def _loopback_only() -> Iterator[None]:
 
 
 class local_ray:  # noqa: N801 - used as a context manager, reads like one
-    """Start a local Ray on 127.0.0.1 (or join ``address``) unless Ray is already up; stop
-    what it started."""
+    """Own the Ray session: join ``address`` (or ``RAY_ADDRESS``, as Ray users expect) or
+    start a local Ray on 127.0.0.1 with ``num_cpus``, unless Ray is already up; one line says
+    which. On exit it disconnects from a cluster it joined, or stops the local Ray it
+    started; a session it did not open is left alone.
+
+    Enter it before anything touches the object store: ``ray.put`` outside it would start
+    a default local Ray and the address and CPU count given here would be ignored.
+    """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         self.address = address
@@ -114,12 +133,20 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
                 "configure_logging": True,
                 "logging_level": "ERROR",
             }
-            if self.address:
-                ray.init(address=self.address, **kwargs)
+            address = self.address or os.environ.get("RAY_ADDRESS") or None
+            if address:
+                if self.num_cpus:
+                    print(
+                        f"ray: --num-cpus {self.num_cpus} is for a local Ray; the cluster at "
+                        f"{address} has its own CPUs",
+                        flush=True,
+                    )
+                ray.init(address=address, **kwargs)
             else:
                 with _loopback_only():
                     ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
             self.started = True
+            print(f"ray: {describe_ray_session(joined=bool(address))}", flush=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -127,6 +154,17 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
 
         if self.started:
             ray.shutdown()
+
+
+def describe_ray_session(joined: bool) -> str:
+    """One line on the Ray session this process is connected to: where, how many CPUs."""
+    import ray
+
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    cpus = ray.cluster_resources().get("CPU", 0)
+    where = ray.get_runtime_context().gcs_address
+    kind = "joined the cluster at" if joined else "started a local Ray at"
+    return f"{kind} {where} ({cpus:g} CPUs on {len(nodes)} node(s))"
 
 
 def _without_ray_tensorboard() -> contextlib.AbstractContextManager[None]:
@@ -162,6 +200,8 @@ def search_architectures(
     num_cpus: int | None = None,
     progress: bool = True,
     baseline_variants: int | None = None,
+    lease_interval: float = DEFAULT_INTERVAL,
+    lease_grace: float = DEFAULT_GRACE,
 ) -> SearchStats:
     """Search until the study holds ``n_trials`` counted trials.
 
@@ -180,23 +220,23 @@ def search_architectures(
         baseline_variants: one-group variants of all-add enqueued after the uniform
             architectures (:mod:`nasfuse.search._baselines`); None: enough to fill NSGA-II's
             first generation (``population_size`` minus the uniform ones, at least 2).
+        lease_interval, lease_grace: this driver's lease on the study
+            (:mod:`nasfuse.search._lease`): beat interval, and the age after which another
+            driver's lease is taken as gone and its running trials are failed and re-run.
 
     Returns:
         :class:`SearchStats`.
     """
     # The classic console output obeys verbose=0; the newer one prints a banner regardless.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(run_dir, storage)
-    storage_obj = open_storage(url)
+    storage_obj = check_storage(url)
     existing_names = {s.study_name for s in optuna.get_all_study_summaries(storage_obj)}
     if study_name in existing_names and not resume:
         raise ValueError(
-            f"{url} already holds study {study_name!r}; pass --resume to continue it, "
+            f"{masked_url(url)} already holds study {study_name!r}; pass --resume to continue it, "
             "or choose another --out / --storage"
         )
     started = time.perf_counter()
@@ -213,19 +253,85 @@ def search_architectures(
         space_hash=space_hash,
         trial_config={"torch_threads": torch_threads},
         baselines=baseline_architectures(sites, costs.latency_ms, baseline_variants),
+        lease_interval=lease_interval,
+        lease_grace=lease_grace,
     )
+    try:
+        return _run_searcher(
+            searcher,
+            sites=sites,
+            costs=costs,
+            run_dir=run_dir,
+            url=url,
+            n_trials=n_trials,
+            sampler=sampler,
+            seed=seed,
+            population_size=population_size,
+            study_attrs=study_attrs,
+            evaluator=evaluator,
+            concurrency=concurrency,
+            cpus_per_trial=cpus_per_trial,
+            ray_address=ray_address,
+            num_cpus=num_cpus,
+            progress=progress,
+            started=started,
+        )
+    finally:
+        searcher.close()
+
+
+def _run_searcher(
+    searcher: FusionSearcher,
+    *,
+    sites: Mapping[str, Sequence[str]],
+    costs: ArchCosts,
+    run_dir: Path,
+    url: str,
+    n_trials: int,
+    sampler: str,
+    seed: int,
+    population_size: int,
+    study_attrs: Mapping[str, Any] | None,
+    evaluator: ArchEvaluator,
+    concurrency: int,
+    cpus_per_trial: float,
+    ray_address: str | None,
+    num_cpus: int | None,
+    progress: bool,
+    started: float,
+) -> SearchStats:
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
     study = searcher.study
+    sampler_seed = searcher.sampler_seed(seed)
+    if sampler_seed != seed:
+        # A resumed or second driver seeded like the first would replay its suggestions.
+        study.sampler = make_sampler(sampler, sampler_seed, population_size)
+        print(
+            f"search: the sampler is seeded with {sampler_seed} (from seed {seed} and the "
+            f"{searcher.trials_before} trials the study holds"
+            f"{', and this driver' if searcher.others_live_at_start else ''}), so it does not "
+            "replay earlier suggestions",
+            flush=True,
+        )
+    if searcher.reruns:
+        print(
+            f"search: re-running first the {len(searcher.reruns)} trial(s) cut short "
+            f"({', '.join(str(n) for n in searcher.reruns[:8])}"
+            f"{', ...' if len(searcher.reruns) > 8 else ''})",
+            flush=True,
+        )
     if "reference_latency_ms" not in study.user_attrs:
         study.set_user_attr("reference_latency_ms", reference_latency(sites, costs))
         study.set_user_attr("device", costs.device)
         for key, value in (study_attrs or {}).items():
             study.set_user_attr(key, value)
-    existing = study.get_trials(deepcopy=False)
     recorder = SearchRecorder(
         run_dir,
         sites,
         study.user_attrs["reference_latency_ms"],
-        existing=existing,
+        existing=study.get_trials(deepcopy=False),
         image_every=max(1, n_trials // 20),
     )
     searcher._listeners.append(recorder)
@@ -242,7 +348,7 @@ def search_architectures(
 
         def advance(trial: optuna.trial.FrozenTrial) -> None:
             record = record_from_trial(trial)
-            if record.status != "interrupted":
+            if record.status in COUNTED_STATUSES:
                 bar.update(1)
                 if record.on_objectives:
                     bar.set_postfix_str(
@@ -292,7 +398,7 @@ def search_architectures(
             bar.close()
     statuses = Counter(record_from_trial(t).status for t in study.get_trials(deepcopy=False))
     return SearchStats(
-        study_name=study_name,
+        study_name=study.study_name,
         storage=url,
         requested_trials=n_trials,
         statuses=dict(statuses),
