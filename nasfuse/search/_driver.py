@@ -25,7 +25,12 @@ import yaml
 from nasfuse.config import config_from_dict
 from nasfuse.files import atomic_write_text, read_yaml_mapping
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
-from nasfuse.search._engine import SearchStats, local_ray, search_architectures
+from nasfuse.search._engine import (
+    SearchStats,
+    local_ray,
+    probe_ray_address,
+    search_architectures,
+)
 from nasfuse.search._export import CONFIG_FILE, export_search
 from nasfuse.search._searcher import Constraints
 from nasfuse.search._study import (
@@ -283,6 +288,7 @@ def run_search(
             "or --out for a new run"
         )
     _check_study_storage(cfg, resume)
+    probe_ray_address(cfg.ray_address)
     if config_path.is_file() and resume:
         _check_resume(config_path, resolved)
     atomic_write_text(config_path, yaml.safe_dump(dataclasses.asdict(resolved), sort_keys=False))

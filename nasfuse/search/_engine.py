@@ -43,6 +43,7 @@ __all__ = [
     "reference_latency",
     "local_ray",
     "describe_ray_session",
+    "probe_ray_address",
 ]
 
 
@@ -133,7 +134,7 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
                 "configure_logging": True,
                 "logging_level": "ERROR",
             }
-            address = self.address or os.environ.get("RAY_ADDRESS") or None
+            address = ray_address(self.address)
             if address:
                 if self.num_cpus:
                     print(
@@ -141,7 +142,16 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
                         f"{address} has its own CPUs",
                         flush=True,
                     )
-                ray.init(address=address, **kwargs)
+                try:
+                    ray.init(address=address, **kwargs)
+                except ConnectionError as exc:
+                    # Not a disk problem (the CLI's OSError answer): say what to check.
+                    raise RuntimeError(
+                        f"cannot join the Ray cluster at {address} ({exc}); check that its head "
+                        "runs (ray start --head) and the address; a cluster with token "
+                        "authentication (Ray's default) needs RAY_AUTH_MODE=token here, with "
+                        "its token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+                    ) from exc
             else:
                 with _loopback_only():
                     ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
@@ -154,6 +164,35 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
 
         if self.started:
             ray.shutdown()
+
+
+def ray_address(address: str | None) -> str | None:
+    """The cluster a search joins: ``address``, else ``$RAY_ADDRESS``, else None (local)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def probe_ray_address(address: str | None, timeout: float = 10.0) -> None:
+    """Refuse early (before any training) a ``HOST:PORT`` cluster address nothing listens on.
+
+    Other forms (``auto``, ``ray://...``) are left to ``ray.init``.
+    """
+    address = ray_address(address)
+    if not address or "://" in address or address.count(":") != 1:
+        return
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"--ray-address {address}: expected HOST:PORT of the cluster's head")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot join the Ray cluster at {address} ({exc.strerror or exc}); check that its "
+            "head runs (ray start --head --port PORT) and the address, or leave --ray-address "
+            "and RAY_ADDRESS unset for a local Ray"
+        ) from exc
 
 
 def describe_ray_session(joined: bool) -> str:
