@@ -510,7 +510,7 @@ class FusionSearcher(OptunaSearch):
                     return Searcher.FINISHED
                 # Other drivers' trials (or this one's waiting ones) fill the budget: ask
                 # again later; they may finish, or their driver may be gone.
-                if not self._ray_trials:
+                if not self._ray_trials:  # nothing of this driver's to wait for: do not spin
                     time.sleep(min(0.2, self._poll_seconds))
                 return None
             params = super().suggest(trial_id)
