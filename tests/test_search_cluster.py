@@ -131,6 +131,20 @@ def test_a_ray_address_nothing_listens_on_is_refused_before_training(
     assert not (tmp_path / "run" / "supernet").exists()
 
 
+def test_a_missing_postgresql_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasfuse.search import _study
+
+    def no_driver(url: str) -> None:
+        raise ModuleNotFoundError("No module named 'psycopg'")
+
+    monkeypatch.setattr(_study, "open_storage", no_driver)
+    with pytest.raises(ValueError) as refused:
+        _study.check_storage("postgresql://bob:hunter2@db.example:5432/nas")
+    message = str(refused.value)
+    assert message.startswith("storage postgresql://bob:***@db.example:5432/nas cannot be opened")
+    assert "pip install 'nasfuse[postgres]'" in message and "hunter2" not in message
+
+
 def test_the_password_is_masked_in_storage_urls() -> None:
     from nasfuse.search._study import masked_url
 
