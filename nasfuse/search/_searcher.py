@@ -1,19 +1,24 @@
 """Ray Tune's ``OptunaSearch``, taught the rules of an architecture search.
 
 :class:`FusionSearcher` is an ``OptunaSearch`` (the Optuna sampler runs inside Ray Tune
-and the study is its own ask/tell study, kept in a persistent storage) with four additions
-made in ``suggest`` and ``on_trial_complete``:
+and the study is its own ask/tell study, kept in a persistent storage) with these additions
+made in ``suggest`` and ``on_trial_complete``, for one driver or several on one study:
 
 - constraints are checked in the driver before a trial is started; an infeasible
   architecture is told to Optuna at once with ``trial.set_constraint`` values > 0 (which
   NSGA-II, TPE and ``Study.best_trials`` respect) and sentinel objectives
   (accuracy 0, its predicted latency), and never reaches a Ray trial;
-- an architecture evaluated before (same :func:`nasfuse.arch.arch_hash`) is told its cached
-  values at once (or failed again, with the first failure's error, if its evaluation
-  failed); one being evaluated right now waits for that evaluation's result;
-- the trial budget lives here: ``suggest`` returns ``Searcher.FINISHED`` once the study
-  holds the requested number of counted trials (see :mod:`nasfuse.search._study`),
-  so Ray Tune runs with ``num_samples=-1`` and a resumed search stops at exactly that count;
+- an architecture evaluated before (same :func:`nasfuse.arch.arch_hash`), by this driver or
+  another one (the study is read before evaluating), is told its cached values at once (or
+  failed again, with the first failure's error, if its evaluation failed); one being
+  evaluated right now, here or by another live driver, waits for that evaluation's result;
+- the trial budget lives here, counted over the whole study: ``suggest`` returns
+  ``Searcher.FINISHED`` once the study holds the requested number of counted trials (see
+  :mod:`nasfuse.search._study`), so Ray Tune runs with ``num_samples=-1`` and a resumed
+  search, or several drivers together, stop at exactly that count;
+- trials cut short (a killed or stopped driver; another driver gone, as its lease in
+  :mod:`nasfuse.search._lease` tells) are failed as ``interrupted`` and their architectures
+  enqueued again, ahead of anything new;
 - a failed evaluation (exception, NaN) is told as ``FAIL`` with its error text;
 - the baselines (:mod:`nasfuse.search._baselines`: all-add, every other uniform network,
   one-group variants of all-add) are enqueued before the sampler suggests anything, tagged
@@ -22,7 +27,9 @@ made in ``suggest`` and ``on_trial_complete``:
   constraints) and make up NSGA-II's first generation.
 
 The searcher's state is the study: ``save`` writes only a pointer to it and ``restore`` does
-nothing, because resuming means opening the study again (see ``__init__``).
+nothing, because resuming means opening the study again (see ``__init__``); a resumed or
+second driver's sampler is seeded apart (:meth:`FusionSearcher.sampler_seed`) so it does not
+replay the suggestions already in the study.
 """
 
 from __future__ import annotations
