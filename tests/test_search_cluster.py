@@ -399,3 +399,20 @@ def test_two_drivers_search_one_postgresql_study_at_once(postgres_url: str, tmp_
     assert len(spans) == 2, spans.keys()
     (a_start, a_end), (b_start, b_end) = ((min(s), max(s)) for s in spans.values())
     assert a_start < b_end and b_start < a_end
+
+
+@pytest.mark.slow
+def test_a_second_search_of_a_postgresql_study_without_resume_is_refused_before_training(
+    postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasfuse.cli import main
+
+    optuna.create_study(
+        storage=postgres_url, study_name="taken", directions=["maximize", "minimize"]
+    )
+    argv = _search_argv(tmp_path / "run", "--storage", postgres_url, "--study-name", "taken")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds study 'taken'" in err and "--resume" in err
+    assert "postgres:***@127.0.0.1" in err and "unused" not in err
+    assert not (tmp_path / "run" / "supernet").exists()
