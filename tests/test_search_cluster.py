@@ -131,6 +131,17 @@ def test_a_ray_address_nothing_listens_on_is_refused_before_training(
     assert not (tmp_path / "run" / "supernet").exists()
 
 
+def test_validate_supernet_refuses_a_dead_ray_address_before_scoring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nasfuse.cli import main
+
+    address = f"127.0.0.1:{_free_port()}"
+    argv = ["validate-supernet", "--run", str(tmp_path), "--ray-address", address]
+    assert main(argv) == 2
+    assert f"cannot join the Ray cluster at {address}" in capsys.readouterr().err
+
+
 def test_a_missing_postgresql_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from nasfuse.search import _study
 
