@@ -373,7 +373,7 @@ def _run_searcher(
         existing=study.get_trials(deepcopy=False),
         image_every=max(1, n_trials // 20),
     )
-    searcher._listeners.append(recorder)
+    searcher.add_listener(recorder)
     bar = None
     if progress:
         from nasfuse.progress import progress_bar
@@ -394,7 +394,7 @@ def _run_searcher(
                         f"acc {record.accuracy:.3f}, {record.latency_ms:.2f} ms", refresh=False
                     )
 
-        searcher._listeners.append(advance)
+        searcher.add_listener(advance)
 
     # Ray warns when the define-by-run space takes over a second: here that time is the
     # storage writing one parameter per site (72 for hrnet_lite), expected and harmless.

@@ -190,6 +190,10 @@ class FusionSearcher(OptunaSearch):
         self.enqueued_baselines = self._enqueue_baselines(baselines)
         self.evaluations_started = 0
 
+    def add_listener(self, listener: TrialListener) -> None:
+        """Call ``listener`` with each trial this searcher tells from now on."""
+        self._listeners.append(listener)
+
     def close(self) -> None:
         """End this driver's lease (call when the search is over or interrupted)."""
         self.lease.stop()
