@@ -37,6 +37,8 @@ pytestmark = pytest.mark.slow
 OPS = ["add", "concat"]
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_SPACE = FIXTURES / "tiny_hrnet.yaml"
+# 2**20 architectures: a sampler that replays nothing is not expected to repeat any by chance.
+WIDE_SITES = {f"stage{i // 5}.s{i}": list(OPS) for i in range(20)}
 
 
 def _sites() -> dict[str, list[str]]:
@@ -54,6 +56,7 @@ def _study_attrs() -> dict[str, Any]:
 
 
 def _search(run_dir: Path, n_trials: int, log: Path, **kwargs: Any) -> Any:
+    sites = kwargs.pop("sites", None) or _sites()
     options: dict[str, Any] = {
         "sampler": "nsga2",
         "population_size": 4,
@@ -65,7 +68,7 @@ def _search(run_dir: Path, n_trials: int, log: Path, **kwargs: Any) -> Any:
     evaluator_options = kwargs.pop("evaluator_options", {})
     options.update(kwargs)
     return search_architectures(
-        sites=_sites(),
+        sites=sites,
         evaluator=SyntheticEvaluator(OPS, log_path=log, **evaluator_options),
         costs=SyntheticCosts(OPS),
         run_dir=run_dir,
@@ -245,7 +248,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 import test_search_e2e as t
-t._search(Path({run_dir!r}), {n}, Path({log!r}), num_cpus=2,
+t._search(Path({run_dir!r}), {n}, Path({log!r}), num_cpus=2, sites=t.WIDE_SITES,
           evaluator_options={{"seconds": 1.0}}, sampler="random")
 """
 
@@ -272,6 +275,10 @@ def _kill_tree(process: subprocess.Popen) -> None:
 def test_resume_after_kill_ends_with_exactly_the_requested_trials(
     ray_session: Any, tmp_path: Path
 ) -> None:
+    """Issue 18: the resumed sampler replayed its first suggestions (cached repeats of trials
+    0-2), and the trials cut short were never run again."""
+    from nasfuse.search._study import record_from_trial
+
     n_trials = 10
     log = tmp_path / "evaluations.log"
     code = _KILLED_SEARCH.format(
@@ -293,30 +300,34 @@ def test_resume_after_kill_ends_with_exactly_the_requested_trials(
                     )
                 except Exception:  # the study is being created
                     done = 0
-            if done >= 3:
+            if done >= 7:  # as in the issue: replays of sampled trials would be cached
                 break
     finally:
         _kill_tree(process)
-    assert 3 <= done < n_trials, f"the search was not caught mid-way ({done} trials done)"
+    assert 7 <= done < n_trials, f"the search was not caught mid-way ({done} trials done)"
+    running = _study(tmp_path).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    # Those killed before their architecture was complete have nothing to re-run.
+    cut_short = {t.number: t.params for t in running if len(t.params) == len(WIDE_SITES)}
 
-    _search(tmp_path, n_trials, log, sampler="random", resume=True)
+    _search(tmp_path, n_trials, log, sampler="random", resume=True, sites=WIDE_SITES)
     study = _study(tmp_path)
-    statuses = _status_counts(study)
+    records = [record_from_trial(t) for t in study.get_trials()]
+    statuses = Counter(r.status for r in records)
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(complete) == n_trials
-    assert statuses["evaluated"] + statuses["cached"] == n_trials
-    evaluated = [
-        t.user_attrs["arch_hash"] for t in complete if t.user_attrs["status"] == "evaluated"
-    ]
-    assert len(evaluated) == len(set(evaluated))
-    interrupted = {
-        t.user_attrs.get("arch_hash")
-        for t in study.get_trials()
-        if t.user_attrs.get("status") == "interrupted"
-    }
+    # Ten counted trials are ten architectures evaluated, none a cached repeat.
+    assert statuses["evaluated"] == n_trials and statuses["cached"] == 0, statuses
+    evaluated = [r.arch_hash for r in records if r.status == "evaluated"]
+    assert len(set(evaluated)) == n_trials
+    # The trials the kill cut short were failed as interrupted and run again, first.
+    interrupted = [r for r in records if r.status == "interrupted"]
+    assert {r.number for r in interrupted} == {t.number for t in running}
+    reruns = [t for t in complete if t.user_attrs.get("rerun_of") is not None]
+    assert {t.user_attrs["rerun_of"] for t in reruns} == set(cut_short)
+    assert all(t.params == cut_short[t.user_attrs["rerun_of"]] for t in reruns)
     # An architecture was evaluated twice only if the kill cut its first evaluation short.
     twice = {h for h, n in Counter(_logged_hashes(log)).items() if n > 1}
-    assert twice <= interrupted
+    assert twice <= {r.arch_hash for r in interrupted}
 
 
 def _free_port() -> int:

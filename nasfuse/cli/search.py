@@ -149,11 +149,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-params", type=float, default=None, metavar="M", help="params bound (millions)"
     )
     search.add_argument(
-        "--storage", default=None, metavar="URL", help="Optuna storage (default: SQLite in the run)"
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage: default SQLite RUN/study.db (one driver); several drivers (each "
+        "with --resume after the first) can share postgresql://USER:PASSWORD@HOST:PORT/DB "
+        "(pip install 'nasfuse[postgres]') or a journal file given as a path ending in .log",
     )
     search.add_argument("--study-name", default=None, help="Optuna study name (nasfuse)")
-    search.add_argument("--ray-address", default=None, metavar="ADDR", help="join this Ray cluster")
-    search.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
+    search.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="join this Ray cluster (HOST:PORT of its head; default: $RAY_ADDRESS, else a "
+        "local Ray on 127.0.0.1)",
+    )
+    search.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)"
+    )
     search.add_argument("--supernet", default=None, metavar="CKPT", help="reuse this supernet.pt")
     search.add_argument(
         "--pick", default=None, help="best.yaml rule: knee, max-acc, max-latency=MS"

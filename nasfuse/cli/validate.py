@@ -152,7 +152,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="where the run's dataset is now (default: where the supernet was trained from)",
     )
-    parser.add_argument("--ray-address", default=None, help="join this Ray cluster")
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)",
+    )
     parser.add_argument(
         "--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)"
     )

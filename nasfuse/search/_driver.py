@@ -25,14 +25,21 @@ import yaml
 from nasfuse.config import config_from_dict
 from nasfuse.files import atomic_write_text, read_yaml_mapping
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
-from nasfuse.search._engine import SearchStats, local_ray, search_architectures
+from nasfuse.search._engine import (
+    SearchStats,
+    local_ray,
+    probe_ray_address,
+    search_architectures,
+)
 from nasfuse.search._export import CONFIG_FILE, export_search
 from nasfuse.search._searcher import Constraints
 from nasfuse.search._study import (
     STUDY_FILE,
     TrialRecord,
+    check_storage,
     front_records,
     load_search_study,
+    masked_url,
     trial_records,
 )
 from nasfuse.search._verdict import Verdict
@@ -157,6 +164,22 @@ def _check_resume(path: Path, resolved: SearchConfig) -> None:
         )
 
 
+def _check_study_storage(cfg: SearchConfig, resume: bool) -> None:
+    """Before any training: ``--storage`` opens, and holds the study only with ``--resume``."""
+    if cfg.storage is None:
+        return  # the run's own SQLite file, checked above
+    import optuna
+
+    storage = check_storage(cfg.storage)
+    names = {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
+    if cfg.study_name in names and not resume:
+        raise ValueError(
+            f"storage {masked_url(cfg.storage)} already holds study {cfg.study_name!r}; pass "
+            "--resume to continue it (or to search it alongside its other drivers), or choose "
+            "another --study-name"
+        )
+
+
 def _supernet(cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options: dict) -> Any:
     from nasfuse.training import SupernetTrainConfig, load_supernet, train_supernet
 
@@ -264,6 +287,8 @@ def run_search(
             f"{run_dir} already holds a search ({STUDY_FILE}); pass --resume to continue it "
             "or --out for a new run"
         )
+    _check_study_storage(cfg, resume)
+    probe_ray_address(cfg.ray_address)
     if config_path.is_file() and resume:
         _check_resume(config_path, resolved)
     atomic_write_text(config_path, yaml.safe_dump(dataclasses.asdict(resolved), sort_keys=False))

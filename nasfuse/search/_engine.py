@@ -25,12 +25,26 @@ from nasfuse.search._baselines import (
     default_variant_count,
     uniform_baselines,
 )
+from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL
 from nasfuse.search._searcher import Constraints, FusionSearcher, make_sampler
-from nasfuse.search._study import open_storage, record_from_trial, storage_url
+from nasfuse.search._study import (
+    COUNTED_STATUSES,
+    check_storage,
+    masked_url,
+    record_from_trial,
+    storage_url,
+)
 from nasfuse.search._tensorboard import SearchRecorder
 from nasfuse.search._trial import ArchCosts, ArchEvaluator, evaluate_trial
 
-__all__ = ["SearchStats", "search_architectures", "reference_latency", "local_ray"]
+__all__ = [
+    "SearchStats",
+    "search_architectures",
+    "reference_latency",
+    "local_ray",
+    "describe_ray_session",
+    "probe_ray_address",
+]
 
 
 @dataclass
@@ -96,8 +110,14 @@ def _loopback_only() -> Iterator[None]:
 
 
 class local_ray:  # noqa: N801 - used as a context manager, reads like one
-    """Start a local Ray on 127.0.0.1 (or join ``address``) unless Ray is already up; stop
-    what it started."""
+    """Own the Ray session: join ``address`` (or ``RAY_ADDRESS``, as Ray users expect) or
+    start a local Ray on 127.0.0.1 with ``num_cpus``, unless Ray is already up; one line says
+    which. On exit it disconnects from a cluster it joined, or stops the local Ray it
+    started; a session it did not open is left alone.
+
+    Enter it before anything touches the object store: ``ray.put`` outside it would start
+    a default local Ray and the address and CPU count given here would be ignored.
+    """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         self.address = address
@@ -114,12 +134,29 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
                 "configure_logging": True,
                 "logging_level": "ERROR",
             }
-            if self.address:
-                ray.init(address=self.address, **kwargs)
+            address = ray_address(self.address)
+            if address:
+                if self.num_cpus:
+                    print(
+                        f"ray: --num-cpus {self.num_cpus} is for a local Ray; the cluster at "
+                        f"{address} has its own CPUs",
+                        flush=True,
+                    )
+                try:
+                    ray.init(address=address, **kwargs)
+                except ConnectionError as exc:
+                    # Not a disk problem (the CLI's OSError answer): say what to check.
+                    raise RuntimeError(
+                        f"cannot join the Ray cluster at {address} ({exc}); check that its head "
+                        "runs (ray start --head) and the address; a cluster with token "
+                        "authentication (Ray's default) needs RAY_AUTH_MODE=token here, with "
+                        "its token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+                    ) from exc
             else:
                 with _loopback_only():
                     ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
             self.started = True
+            print(f"ray: {describe_ray_session(joined=bool(address))}", flush=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -127,6 +164,46 @@ class local_ray:  # noqa: N801 - used as a context manager, reads like one
 
         if self.started:
             ray.shutdown()
+
+
+def ray_address(address: str | None) -> str | None:
+    """The cluster a search joins: ``address``, else ``$RAY_ADDRESS``, else None (local)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def probe_ray_address(address: str | None, timeout: float = 10.0) -> None:
+    """Refuse early (before any training) a ``HOST:PORT`` cluster address nothing listens on.
+
+    Other forms (``auto``, ``ray://...``) are left to ``ray.init``.
+    """
+    address = ray_address(address)
+    if not address or "://" in address or address.count(":") != 1:
+        return
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"--ray-address {address}: expected HOST:PORT of the cluster's head")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot join the Ray cluster at {address} ({exc.strerror or exc}); check that its "
+            "head runs (ray start --head --port PORT) and the address, or leave --ray-address "
+            "and RAY_ADDRESS unset for a local Ray"
+        ) from exc
+
+
+def describe_ray_session(joined: bool) -> str:
+    """One line on the Ray session this process is connected to: where, how many CPUs."""
+    import ray
+
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    cpus = ray.cluster_resources().get("CPU", 0)
+    where = ray.get_runtime_context().gcs_address
+    kind = "joined the cluster at" if joined else "started a local Ray at"
+    return f"{kind} {where} ({cpus:g} CPUs on {len(nodes)} node(s))"
 
 
 def _without_ray_tensorboard() -> contextlib.AbstractContextManager[None]:
@@ -162,6 +239,8 @@ def search_architectures(
     num_cpus: int | None = None,
     progress: bool = True,
     baseline_variants: int | None = None,
+    lease_interval: float = DEFAULT_INTERVAL,
+    lease_grace: float = DEFAULT_GRACE,
 ) -> SearchStats:
     """Search until the study holds ``n_trials`` counted trials.
 
@@ -180,23 +259,23 @@ def search_architectures(
         baseline_variants: one-group variants of all-add enqueued after the uniform
             architectures (:mod:`nasfuse.search._baselines`); None: enough to fill NSGA-II's
             first generation (``population_size`` minus the uniform ones, at least 2).
+        lease_interval, lease_grace: this driver's lease on the study
+            (:mod:`nasfuse.search._lease`): beat interval, and the age after which another
+            driver's lease is taken as gone and its running trials are failed and re-run.
 
     Returns:
         :class:`SearchStats`.
     """
     # The classic console output obeys verbose=0; the newer one prints a banner regardless.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(run_dir, storage)
-    storage_obj = open_storage(url)
+    storage_obj = check_storage(url)
     existing_names = {s.study_name for s in optuna.get_all_study_summaries(storage_obj)}
     if study_name in existing_names and not resume:
         raise ValueError(
-            f"{url} already holds study {study_name!r}; pass --resume to continue it, "
+            f"{masked_url(url)} already holds study {study_name!r}; pass --resume to continue it, "
             "or choose another --out / --storage"
         )
     started = time.perf_counter()
@@ -213,22 +292,88 @@ def search_architectures(
         space_hash=space_hash,
         trial_config={"torch_threads": torch_threads},
         baselines=baseline_architectures(sites, costs.latency_ms, baseline_variants),
+        lease_interval=lease_interval,
+        lease_grace=lease_grace,
     )
+    try:
+        return _run_searcher(
+            searcher,
+            sites=sites,
+            costs=costs,
+            run_dir=run_dir,
+            url=url,
+            n_trials=n_trials,
+            sampler=sampler,
+            seed=seed,
+            population_size=population_size,
+            study_attrs=study_attrs,
+            evaluator=evaluator,
+            concurrency=concurrency,
+            cpus_per_trial=cpus_per_trial,
+            ray_address=ray_address,
+            num_cpus=num_cpus,
+            progress=progress,
+            started=started,
+        )
+    finally:
+        searcher.close()
+
+
+def _run_searcher(
+    searcher: FusionSearcher,
+    *,
+    sites: Mapping[str, Sequence[str]],
+    costs: ArchCosts,
+    run_dir: Path,
+    url: str,
+    n_trials: int,
+    sampler: str,
+    seed: int,
+    population_size: int,
+    study_attrs: Mapping[str, Any] | None,
+    evaluator: ArchEvaluator,
+    concurrency: int,
+    cpus_per_trial: float,
+    ray_address: str | None,
+    num_cpus: int | None,
+    progress: bool,
+    started: float,
+) -> SearchStats:
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
     study = searcher.study
+    sampler_seed = searcher.sampler_seed(seed)
+    if sampler_seed != seed:
+        # A resumed or second driver seeded like the first would replay its suggestions.
+        study.sampler = make_sampler(sampler, sampler_seed, population_size)
+        print(
+            f"search: the sampler is seeded with {sampler_seed} (from seed {seed} and the "
+            f"{searcher.trials_before} trials the study holds"
+            f"{', and this driver' if searcher.others_live_at_start else ''}), so it does not "
+            "replay earlier suggestions",
+            flush=True,
+        )
+    if searcher.reruns:
+        print(
+            f"search: re-running first the {len(searcher.reruns)} trial(s) cut short "
+            f"({', '.join(str(n) for n in searcher.reruns[:8])}"
+            f"{', ...' if len(searcher.reruns) > 8 else ''})",
+            flush=True,
+        )
     if "reference_latency_ms" not in study.user_attrs:
         study.set_user_attr("reference_latency_ms", reference_latency(sites, costs))
         study.set_user_attr("device", costs.device)
         for key, value in (study_attrs or {}).items():
             study.set_user_attr(key, value)
-    existing = study.get_trials(deepcopy=False)
     recorder = SearchRecorder(
         run_dir,
         sites,
         study.user_attrs["reference_latency_ms"],
-        existing=existing,
+        existing=study.get_trials(deepcopy=False),
         image_every=max(1, n_trials // 20),
     )
-    searcher._listeners.append(recorder)
+    searcher.add_listener(recorder)
     bar = None
     if progress:
         from nasfuse.progress import progress_bar
@@ -242,14 +387,14 @@ def search_architectures(
 
         def advance(trial: optuna.trial.FrozenTrial) -> None:
             record = record_from_trial(trial)
-            if record.status != "interrupted":
+            if record.status in COUNTED_STATUSES:
                 bar.update(1)
                 if record.on_objectives:
                     bar.set_postfix_str(
                         f"acc {record.accuracy:.3f}, {record.latency_ms:.2f} ms", refresh=False
                     )
 
-        searcher._listeners.append(advance)
+        searcher.add_listener(advance)
 
     # Ray warns when the define-by-run space takes over a second: here that time is the
     # storage writing one parameter per site (72 for hrnet_lite), expected and harmless.
@@ -292,7 +437,7 @@ def search_architectures(
             bar.close()
     statuses = Counter(record_from_trial(t).status for t in study.get_trials(deepcopy=False))
     return SearchStats(
-        study_name=study_name,
+        study_name=study.study_name,
         storage=url,
         requested_trials=n_trials,
         statuses=dict(statuses),

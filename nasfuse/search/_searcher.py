@@ -1,19 +1,24 @@
 """Ray Tune's ``OptunaSearch``, taught the rules of an architecture search.
 
 :class:`FusionSearcher` is an ``OptunaSearch`` (the Optuna sampler runs inside Ray Tune
-and the study is its own ask/tell study, kept in a persistent storage) with four additions
-made in ``suggest`` and ``on_trial_complete``:
+and the study is its own ask/tell study, kept in a persistent storage) with these additions
+made in ``suggest`` and ``on_trial_complete``, for one driver or several on one study:
 
 - constraints are checked in the driver before a trial is started; an infeasible
   architecture is told to Optuna at once with ``trial.set_constraint`` values > 0 (which
   NSGA-II, TPE and ``Study.best_trials`` respect) and sentinel objectives
   (accuracy 0, its predicted latency), and never reaches a Ray trial;
-- an architecture evaluated before (same :func:`nasfuse.arch.arch_hash`) is told its cached
-  values at once (or failed again, with the first failure's error, if its evaluation
-  failed); one being evaluated right now waits for that evaluation's result;
-- the trial budget lives here: ``suggest`` returns ``Searcher.FINISHED`` once the study
-  holds the requested number of counted trials (see :mod:`nasfuse.search._study`),
-  so Ray Tune runs with ``num_samples=-1`` and a resumed search stops at exactly that count;
+- an architecture evaluated before (same :func:`nasfuse.arch.arch_hash`), by this driver or
+  another one (the study is read before evaluating), is told its cached values at once (or
+  failed again, with the first failure's error, if its evaluation failed); one being
+  evaluated right now, here or by another live driver, waits for that evaluation's result;
+- the trial budget lives here, counted over the whole study: ``suggest`` returns
+  ``Searcher.FINISHED`` once the study holds the requested number of counted trials (see
+  :mod:`nasfuse.search._study`), so Ray Tune runs with ``num_samples=-1`` and a resumed
+  search, or several drivers together, stop at exactly that count;
+- trials cut short (a killed or stopped driver; another driver gone, as its lease in
+  :mod:`nasfuse.search._lease` tells) are failed as ``interrupted`` and their architectures
+  enqueued again, ahead of anything new;
 - a failed evaluation (exception, NaN) is told as ``FAIL`` with its error text;
 - the baselines (:mod:`nasfuse.search._baselines`: all-add, every other uniform network,
   one-group variants of all-add) are enqueued before the sampler suggests anything, tagged
@@ -22,11 +27,14 @@ made in ``suggest`` and ``on_trial_complete``:
   constraints) and make up NSGA-II's first generation.
 
 The searcher's state is the study: ``save`` writes only a pointer to it and ``restore`` does
-nothing, because resuming means opening the study again (see ``__init__``).
+nothing, because resuming means opening the study again (see ``__init__``); a resumed or
+second driver's sampler is seeded apart (:meth:`FusionSearcher.sampler_seed`) so it does not
+replay the suggestions already in the study.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -36,12 +44,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from nasfuse.search._baselines import Baseline
-from nasfuse.search._study import COUNTED_STATUSES, OBJECTIVES
+from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL, DRIVER_ATTR, DriverLease
+from nasfuse.search._study import COUNTED_STATUSES, OBJECTIVES, trial_status
 from nasfuse.search._trial import ArchCosts
 
 __all__ = ["FusionSearcher", "Constraints", "make_sampler"]
@@ -83,11 +92,29 @@ def make_sampler(name: str, seed: int, population_size: int) -> optuna.samplers.
     raise ValueError(f"unknown sampler {name!r}; expected nsga2, tpe or random")
 
 
+def _counted(trial: FrozenTrial) -> bool:
+    return trial_status(trial) in COUNTED_STATUSES
+
+
+def _trial_params(trial: FrozenTrial) -> Mapping[str, Any]:
+    """The architecture of a trial: its params, or for a waiting one those it was given."""
+    if trial.state == TrialState.WAITING:
+        return trial.system_attrs.get("fixed_params", trial.params)
+    return trial.params
+
+
 TrialListener = Callable[[optuna.trial.FrozenTrial], None]
 
 
 class FusionSearcher(OptunaSearch):
     """One categorical Optuna parameter per fusion site; two objectives; see module doc.
+
+    Several searchers (one per driver process) may share a study: each tags its trials with
+    its :class:`~nasfuse.search._lease.DriverLease` id, reads the study (not only its own
+    memory) before evaluating an architecture, and counts the budget over the whole study,
+    so together they end with ``n_trials`` counted trials and evaluate no architecture
+    twice. A RUNNING trial whose driver is gone is failed (``interrupted``, not counted) and
+    its architecture re-enqueued, to run before any new suggestion.
 
     Args:
         sites: site name -> ops allowed there (the order of the space).
@@ -101,7 +128,11 @@ class FusionSearcher(OptunaSearch):
         listeners: called with each trial as it is told to the study (TensorBoard, progress).
         trial_config: extra entries for every Ray trial's config (e.g. ``torch_threads``).
         baselines: enqueued in order before any sampled trial (those the study already holds,
-            counted or waiting, are not enqueued again; nor those past ``n_trials``).
+            counted, running or waiting, are not enqueued again; nor those past ``n_trials``).
+        lease_interval, lease_grace: this driver's lease beat and the age at which another
+            driver's lease is taken as gone (seconds).
+        poll_seconds: how often the study is read again while this driver waits for other
+            drivers' trials.
     """
 
     def __init__(
@@ -118,6 +149,9 @@ class FusionSearcher(OptunaSearch):
         listeners: Sequence[TrialListener] = (),
         trial_config: Mapping[str, Any] | None = None,
         baselines: Sequence[Baseline] = (),
+        lease_interval: float = DEFAULT_INTERVAL,
+        lease_grace: float = DEFAULT_GRACE,
+        poll_seconds: float = 1.0,
     ) -> None:
         self._sites = {name: list(ops) for name, ops in sites.items()}
         super().__init__(
@@ -133,31 +167,36 @@ class FusionSearcher(OptunaSearch):
         self._constraints = constraints or Constraints()
         self._listeners = list(listeners)
         self._trial_config = dict(trial_config or {})
+        self._poll_seconds = float(poll_seconds)
         self._in_flight: dict[str, str] = {}  # arch hash -> Ray trial id evaluating it
         self._waiting: dict[str, list[optuna.Trial]] = {}  # arch hash -> repeats awaiting it
+        # arch hash -> this driver's trials awaiting another driver's evaluation of it
+        self._elsewhere: dict[str, list[optuna.Trial]] = {}
+        self._elsewhere_info: dict[str, dict[str, Any]] = {}
         self._ray_trials: dict[str, dict[str, Any]] = {}  # Ray trial id -> its arch info
-        self._check_study(space_hash)
-        self._fail_interrupted_trials()
         self._cache: dict[str, tuple[list[float], int, dict[str, Any]]] = {}
         self._failed: dict[str, tuple[int, str]] = {}  # arch hash -> (trial number, error)
-        self._n_counted = 0
-        for trial in self._ot_study.get_trials(deepcopy=False):
-            status = trial.user_attrs.get("status")
-            if status in COUNTED_STATUSES:
-                self._n_counted += 1
-            if status == "failed" and "duplicate_of" not in trial.user_attrs:
-                self._failed[trial.user_attrs["arch_hash"]] = (
-                    trial.number,
-                    str(trial.user_attrs.get("error", "")),
-                )
-            if status == "evaluated" and trial.state == TrialState.COMPLETE:
-                self._cache[trial.user_attrs["arch_hash"]] = (
-                    list(trial.values),
-                    trial.number,
-                    {k: trial.user_attrs.get(k) for k in _CACHED_ATTRS},
-                )
+        self._check_study(space_hash)
+        self.trials_before = len(self._ot_study.get_trials(deepcopy=False))
+        self.lease = DriverLease(self._ot_study, lease_interval, lease_grace).start()
+        self.others_live_at_start = self.lease.others_live()
+        self._view: list[FrozenTrial] = []
+        self._live: set[str] = set()
+        self._read_at = -math.inf
+        self._orphans_at = -math.inf
+        self.reruns: list[int] = []  # trials cut short whose architectures were re-enqueued
+        self._refresh(force=True)  # fails (and re-enqueues) the trials of gone drivers
+        self._enqueue_reruns()  # and those cut short by an interrupted run
         self.enqueued_baselines = self._enqueue_baselines(baselines)
         self.evaluations_started = 0
+
+    def add_listener(self, listener: TrialListener) -> None:
+        """Call ``listener`` with each trial this searcher tells from now on."""
+        self._listeners.append(listener)
+
+    def close(self) -> None:
+        """End this driver's lease (call when the search is over or interrupted)."""
+        self.lease.stop()
 
     # -- study bookkeeping ---------------------------------------------------------------
 
@@ -167,8 +206,131 @@ class FusionSearcher(OptunaSearch):
 
     @property
     def counted_trials(self) -> int:
-        """Trials told so far in a counted status (evaluated, cached, infeasible, failed)."""
-        return self._n_counted
+        """Trials of the study (every driver's) told in a counted status (evaluated,
+        cached, infeasible, failed)."""
+        self._refresh(force=True)
+        return sum(1 for t in self._view if _counted(t))
+
+    def sampler_seed(self, seed: int) -> int:
+        """The seed for this driver's sampler: ``seed`` itself for a fresh study searched by
+        one driver; otherwise one derived from it, the trials the study held and (with other
+        drivers live) this driver's id, so a resumed or second driver does not replay the
+        suggestions already in the study."""
+        if self.trials_before == 0 and not self.others_live_at_start:
+            return int(seed)
+        parts = [str(seed), str(self.trials_before)]
+        if self.others_live_at_start:
+            parts.append(self.lease.driver_id)
+        digest = hashlib.sha256(":".join(parts).encode()).digest()
+        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+    def _refresh(self, force: bool = False) -> None:
+        """Read the study again (at most every ``poll_seconds`` unless forced): its trials,
+        the live drivers, every driver's evaluations; fail the trials of gone drivers."""
+        now = time.monotonic()
+        if not force and now - self._read_at < self._poll_seconds:
+            return
+        self._read_at = now
+        self._live = self.lease.live_drivers()
+        self._view = self._ot_study.get_trials(deepcopy=False)
+        if now - self._orphans_at >= min(self.lease.interval, self._poll_seconds * 5):
+            self._orphans_at = now
+            if self._fail_orphans():
+                self._view = self._ot_study.get_trials(deepcopy=False)
+        for trial in self._view:
+            status = trial.user_attrs.get("status")
+            key = trial.user_attrs.get("arch_hash")
+            if key is None or not trial.state.is_finished() or "duplicate_of" in trial.user_attrs:
+                continue
+            if status == "evaluated" and trial.state == TrialState.COMPLETE:
+                self._cache.setdefault(
+                    key,
+                    (
+                        list(trial.values),
+                        trial.number,
+                        {k: trial.user_attrs.get(k) for k in _CACHED_ATTRS},
+                    ),
+                )
+            elif status == "failed":
+                self._failed.setdefault(key, (trial.number, str(trial.user_attrs.get("error", ""))))
+
+    def _claims(self, below: int | None = None, waiting: bool = True) -> int:
+        """Trials that hold a place in the budget (counted, running under a live driver, and
+        with ``waiting`` the enqueued ones), among those numbered below ``below`` if given."""
+        orphans = {t.number for t in self.lease.orphans(self._view, self._live)}
+        return sum(
+            1
+            for t in self._view
+            if (below is None or t.number < below)
+            and (
+                _counted(t)
+                or (waiting and t.state == TrialState.WAITING)
+                or (t.state == TrialState.RUNNING and t.number not in orphans)
+            )
+        )
+
+    def _fail_orphans(self) -> list[FrozenTrial]:
+        """Fail (``interrupted``: not counted) the RUNNING trials whose driver is gone, and
+        enqueue their architectures again. Returns the trials this driver failed."""
+        failed = []
+        for trial in self.lease.orphans(self._view, self._live):
+            try:
+                # No status attribute: a failed trial without one reads as interrupted.
+                self._ot_study.tell(trial.number, state=TrialState.FAIL)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                continue  # another driver failed it first (or its driver told it after all)
+            failed.append(trial)
+        if failed:
+            self._view = self._ot_study.get_trials(deepcopy=False)
+            self._enqueue_reruns(only={t.number for t in failed})
+        return failed
+
+    def _held(self) -> set[str]:
+        """Hashes of the architectures the study holds, apart from interrupted trials."""
+        from nasfuse.arch import arch_hash
+
+        held: set[str] = set()
+        for trial in self._view:
+            if trial.state.is_finished() and not _counted(trial):
+                continue
+            params = {k: str(v) for k, v in _trial_params(trial).items()}
+            if set(params) == set(self._sites):
+                held.add(arch_hash(params))
+            elif trial.user_attrs.get("arch_hash"):
+                held.add(str(trial.user_attrs["arch_hash"]))
+        return held
+
+    def _room(self) -> int:
+        return self._n_trials - self._claims()
+
+    def _enqueue_reruns(self, only: set[int] | None = None) -> list[int]:
+        """Enqueue the architectures of interrupted trials again, before anything else.
+
+        Returns the numbers of the trials re-enqueued.
+        """
+        from nasfuse.arch import arch_hash
+
+        held = self._held()
+        room = self._room()
+        rerun: list[int] = []
+        for trial in self._view:
+            if only is not None and trial.number not in only:
+                continue
+            if trial.state != TrialState.FAIL or trial_status(trial) != "interrupted":
+                continue
+            params = {k: str(v) for k, v in trial.params.items()}
+            if set(params) != set(self._sites) or arch_hash(params) in held:
+                continue
+            if len(rerun) >= room:
+                break
+            attrs = {k: v for k, v in trial.user_attrs.items() if k.startswith("baseline")}
+            self._ot_study.enqueue_trial(params, user_attrs={**attrs, "rerun_of": trial.number})
+            held.add(arch_hash(params))
+            rerun.append(trial.number)
+        if rerun:
+            self._view = self._ot_study.get_trials(deepcopy=False)
+        self.reruns.extend(rerun)
+        return rerun
 
     def _check_study(self, space_hash: str) -> None:
         study = self._ot_study
@@ -197,17 +359,8 @@ class FusionSearcher(OptunaSearch):
         """Enqueue the baselines the study does not hold yet, within the trial budget."""
         from nasfuse.arch import arch_hash
 
-        held: set[str] = set()
-        for trial in self._ot_study.get_trials(deepcopy=False):
-            if trial.state == TrialState.WAITING:
-                held.add(arch_hash({k: str(v) for k, v in trial.params.items()}))
-            elif trial.user_attrs.get("status") in COUNTED_STATUSES:
-                held.add(str(trial.user_attrs.get("arch_hash")))
-        room = (
-            self._n_trials
-            - self._n_counted
-            - len(self._ot_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        )
+        held = self._held()
+        room = self._room()
         enqueued: list[Baseline] = []
         for baseline in baselines:
             if len(enqueued) >= room:
@@ -223,25 +376,25 @@ class FusionSearcher(OptunaSearch):
                 },
             )
             enqueued.append(baseline)
+        if enqueued:
+            self._view = self._ot_study.get_trials(deepcopy=False)
         return enqueued
-
-    def _fail_interrupted_trials(self) -> None:
-        """Trials left RUNNING by a killed search: mark them failed and 'interrupted'."""
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            handle = optuna.Trial(self._ot_study, trial._trial_id)
-            handle.set_user_attr("status", "interrupted")
-            self._ot_study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def interrupt_open_trials(self) -> None:
         """After an interrupted run: tell every trial this searcher left open 'interrupted'
-        (not counted; its architecture may be suggested again), so none stays RUNNING."""
+        (not counted; it is re-run first on resume), so none stays RUNNING."""
         for trial_id in list(self._ray_trials):
             self.on_trial_complete(trial_id, result=None)
         for trial_id, trial in list(self._ot_trials.items()):  # asked, never started by Ray
             self._ot_trials.pop(trial_id)
             self._tell(trial, "interrupted", None)
+        for trials in [*self._waiting.values(), *self._elsewhere.values()]:
+            for trial in trials:
+                self._tell(trial, "interrupted", None)
+        self._waiting.clear()
+        self._elsewhere.clear()
 
-    def _place_in_generation(self, trial: optuna.Trial) -> None:
+    def _place_in_generation(self, number: int) -> None:
         """Give an enqueued trial its NSGA-II generation, as a sampled one gets it.
 
         A genetic sampler assigns the generation while sampling; a trial whose parameters
@@ -251,7 +404,7 @@ class FusionSearcher(OptunaSearch):
         """
         sampler = self._ot_study.sampler
         if isinstance(sampler, optuna.samplers.BaseGASampler):
-            frozen = self._ot_study._storage.get_trial(trial._trial_id)
+            frozen = next(t for t in self._view if t.number == number)
             sampler.get_trial_generation(self._ot_study, frozen)
 
     def _define_arch(self, trial: optuna.Trial) -> None:
@@ -265,19 +418,92 @@ class FusionSearcher(OptunaSearch):
         values: Sequence[float] | None,
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
-        trial.set_user_attr("status", status)
-        for key, value in (attrs or {}).items():
-            if value is not None:
-                trial.set_user_attr(key, value)
         state = TrialState.COMPLETE if values is not None else TrialState.FAIL
-        frozen = self._ot_study.tell(trial, list(values) if values is not None else None, state)
-        if status in COUNTED_STATUSES:
-            self._n_counted += 1
+        try:
+            trial.set_user_attr("status", status)
+            for key, value in (attrs or {}).items():
+                if value is not None:
+                    trial.set_user_attr(key, value)
+            frozen = self._ot_study.tell(trial, list(values) if values is not None else None, state)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            # Another driver took this driver for gone and failed the trial: it re-runs it.
+            print(
+                f"search: trial {trial.number} was failed by another driver (this one's lease "
+                "lapsed); its result is dropped",
+                flush=True,
+            )
+            return
         for listener in self._listeners:
             listener(frozen)
 
+    def _evaluation(self, trial_id: str, ot_trial: optuna.Trial, info: dict[str, Any]) -> dict:
+        """Start evaluating ``ot_trial`` as Ray trial ``trial_id``: its config."""
+        key = info["arch_hash"]
+        self._in_flight[key] = trial_id
+        self._ot_trials[trial_id] = ot_trial
+        self._ray_trials[trial_id] = info
+        self.evaluations_started += 1
+        return {
+            "arch": info["arch"],
+            "arch_hash": key,
+            "optuna_trial": ot_trial.number,
+            "predicted_latency_ms": info["latency_ms"],
+            "params": info["params"],
+            **self._trial_config,
+        }
+
+    def _evaluating_elsewhere(self, key: str, number: int) -> bool:
+        """Whether a live trial of another driver numbered below ``number`` holds ``key``.
+
+        Each driver tags a trial with its architecture before reading the study, so of two
+        trials of one architecture at least the later reader sees the other: the lower
+        number evaluates, the higher waits for its result.
+        """
+        orphans = {t.number for t in self.lease.orphans(self._view, self._live)}
+        return any(
+            t.state == TrialState.RUNNING
+            and t.number < number
+            and t.number not in orphans
+            and t.user_attrs.get("arch_hash") == key
+            and t.user_attrs.get(DRIVER_ATTR) != self.lease.driver_id
+            for t in self._view
+        )
+
+    def _resolve(self, ot_trial: optuna.Trial, key: str) -> bool:
+        """Tell ``ot_trial`` at once if the study already has ``key``'s result."""
+        if key in self._cache:
+            values, original, extra = self._cache[key]
+            self._tell(ot_trial, "cached", values, {"duplicate_of": original, **extra})
+            return True
+        if key in self._failed:
+            original, error = self._failed[key]
+            self._tell(ot_trial, "failed", None, {"duplicate_of": original, "error": error})
+            return True
+        return False
+
+    def _settle_elsewhere(self, trial_id: str) -> dict[str, Any] | None:
+        """Tell the trials that waited for another driver's result once it is in the study;
+        when that driver is gone, the lowest waiting trial is evaluated here (its config)."""
+        for key, trials in list(self._elsewhere.items()):
+            if key in self._cache or key in self._failed:
+                for trial in trials:
+                    self._resolve(trial, key)
+                del self._elsewhere[key]
+                continue
+            first = min(trials, key=lambda t: t.number)
+            if key in self._in_flight or self._evaluating_elsewhere(key, first.number):
+                continue
+            del self._elsewhere[key]
+            self._waiting.setdefault(key, []).extend(t for t in trials if t is not first)
+            return self._evaluation(trial_id, first, dict(self._elsewhere_info.pop(key)))
+        return None
+
     def _open_trials(self) -> int:
-        return len(self._ray_trials) + sum(len(v) for v in self._waiting.values())
+        return (
+            len(self._ray_trials)
+            + sum(len(v) for v in self._waiting.values())
+            + sum(len(v) for v in self._elsewhere.values())
+        )
 
     # -- Searcher interface --------------------------------------------------------------
 
@@ -285,11 +511,22 @@ class FusionSearcher(OptunaSearch):
         from nasfuse.arch import arch_hash
 
         while True:
-            if self._n_counted + self._open_trials() >= self._n_trials:
-                return Searcher.FINISHED
+            self._refresh()
+            promoted = self._settle_elsewhere(trial_id)
+            if promoted is not None:
+                return promoted
+            # Enqueued trials do not block asking: the next ask pops the first of them.
+            if self._claims(waiting=False) >= self._n_trials:
+                if self._open_trials() == 0 and self.counted_trials >= self._n_trials:
+                    return Searcher.FINISHED
+                # Other drivers' trials (or this one's waiting ones) fill the budget: ask
+                # again later; they may finish, or their driver may be gone.
+                if not self._ray_trials:  # nothing of this driver's to wait for: do not spin
+                    time.sleep(min(0.2, self._poll_seconds))
+                return None
             params = super().suggest(trial_id)
             ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
-            self._place_in_generation(ot_trial)
+            ot_trial.set_user_attr(DRIVER_ATTR, self.lease.driver_id)
             arch = {site: str(params[site]) for site in self._sites}
             key = arch_hash(arch)
             latency = float(self._costs.latency_ms(arch))
@@ -297,35 +534,30 @@ class FusionSearcher(OptunaSearch):
             ot_trial.set_user_attr("arch_hash", key)
             ot_trial.set_user_attr("predicted_latency_ms", latency)
             ot_trial.set_user_attr("params", n_params)
+            # Read the study after tagging the trial (see _evaluating_elsewhere).
+            self._refresh(force=True)
+            self._place_in_generation(ot_trial.number)
+            if self._claims(below=ot_trial.number) >= self._n_trials:
+                # Another driver filled the budget meanwhile: not counted, not evaluated.
+                self._tell(ot_trial, "surplus", None)
+                continue
             violations = self._constraints.violations(latency, n_params)
             for name, value in violations.items():
                 ot_trial.set_constraint(name, value)
             if any(v > 0 for v in violations.values()):
                 self._tell(ot_trial, "infeasible", [INFEASIBLE_ACCURACY, latency])
                 continue
-            if key in self._cache:
-                values, original, extra = self._cache[key]
-                self._tell(ot_trial, "cached", values, {"duplicate_of": original, **extra})
-                continue
-            if key in self._failed:
-                original, error = self._failed[key]
-                self._tell(ot_trial, "failed", None, {"duplicate_of": original, "error": error})
+            if self._resolve(ot_trial, key):
                 continue
             if key in self._in_flight:
                 self._waiting.setdefault(key, []).append(ot_trial)
                 continue
-            self._in_flight[key] = trial_id
-            self._ot_trials[trial_id] = ot_trial
-            self._ray_trials[trial_id] = {"arch_hash": key, "latency_ms": latency}
-            self.evaluations_started += 1
-            return {
-                "arch": arch,
-                "arch_hash": key,
-                "optuna_trial": ot_trial.number,
-                "predicted_latency_ms": latency,
-                "params": n_params,
-                **self._trial_config,
-            }
+            info = {"arch": arch, "arch_hash": key, "latency_ms": latency, "params": n_params}
+            if self._evaluating_elsewhere(key, ot_trial.number):
+                self._elsewhere.setdefault(key, []).append(ot_trial)
+                self._elsewhere_info.setdefault(key, info)
+                continue
+            return self._evaluation(trial_id, ot_trial, info)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Multi-objective trials report once; nothing to do until they complete."""
@@ -342,7 +574,7 @@ class FusionSearcher(OptunaSearch):
         waiting = self._waiting.pop(key, [])
         if not error and not result:
             # Stopped before it reported (Ctrl-C, Tune shutting down): not a result, so not
-            # counted; its architecture may be suggested and evaluated again later.
+            # counted; it is re-run first when the search resumes.
             for trial in [ot_trial, *waiting]:
                 self._tell(trial, "interrupted", None)
             self._completed_trials.add(trial_id)
@@ -395,7 +627,7 @@ class FusionSearcher(OptunaSearch):
         pointer = {
             "study_name": self._ot_study.study_name,
             "saved_at": time.time(),
-            "counted_trials": self._n_counted,
+            "counted_trials": sum(1 for t in self._view if _counted(t)),
         }
         with open(checkpoint_path, "w") as handle:
             json.dump(pointer, handle)

@@ -24,9 +24,12 @@ __all__ = [
     "OBJECTIVES",
     "storage_url",
     "open_storage",
+    "check_storage",
+    "masked_url",
     "load_search_study",
     "trial_records",
     "record_from_trial",
+    "trial_status",
     "front_records",
 ]
 
@@ -39,8 +42,12 @@ DIRECTIONS = ("maximize", "minimize")
 #   cached      the same architecture was evaluated before; its values were reused
 #   infeasible  broke --max-latency / --max-params; never evaluated (objectives are sentinels)
 #   failed      its evaluation raised or gave NaN
-#   interrupted was running when the search was killed; not counted, re-suggested later
+#   interrupted was running when its driver was killed or stopped (a failed trial without a
+#               status reads so: another driver failed it); not counted, re-run first
+#   running, waiting  (no attribute yet) in flight or enqueued, in a study being searched
+#   surplus     asked by one driver while others filled the budget; not counted, not evaluated
 COUNTED_STATUSES = ("evaluated", "cached", "infeasible", "failed")
+_COMPLETE_STATUSES = ("evaluated", "cached", "infeasible")
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,60 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url))
-    return optuna.storages.RDBStorage(url)
+    if url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url)
+    # A server may drop idle connections during a long trial: test each before use.
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***``."""
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show no part after the scheme
+        return url.split("://", 1)[0] + "://***"
+
+
+def _storage_fix(url: str, exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ModuleNotFoundError) or "No module named" in text:
+        if url.startswith("postgresql"):
+            return "install the PostgreSQL driver: pip install 'nasfuse[postgres]'"
+        return f"install the database driver this URL needs ({exc})"
+    if url.startswith("sqlite") or "://" not in url:
+        return "check that the file's folder exists and is writable"
+    return "check that the server runs and the URL's host, port, database, user and password"
+
+
+def check_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open the storage at ``url`` and read its studies, or raise one clear ``ValueError``.
+
+    Called before any training, so a wrong URL, a server that is down or a missing database
+    driver is reported at once, with the URL (its password masked) and the fix.
+    """
+    try:
+        storage = open_storage(url)
+        optuna.get_all_study_summaries(storage)
+    except Exception as exc:  # any failure to reach the storage is the user's to fix
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "://" in url:
+            from sqlalchemy.engine import make_url
+
+            try:
+                password = make_url(url).password
+            except Exception:
+                password = None
+            if password:
+                reason = reason.replace(str(password), "***")
+        raise ValueError(
+            f"storage {masked_url(url)} cannot be opened ({type(exc).__name__}: {reason[:300]}); "
+            f"{_storage_fix(url, exc)}"
+        ) from exc
+    return storage
 
 
 def load_search_study(
@@ -116,12 +176,30 @@ def load_search_study(
     return optuna.load_study(study_name=study_name, storage=storage_obj)
 
 
+def trial_status(trial: optuna.trial.FrozenTrial) -> str:
+    """What happened to a trial, read from its ``status`` attribute and its state together.
+
+    A driver sets the attribute just before it tells the trial: a trial still RUNNING (or
+    WAITING) is open whatever it says, and one failed with a status that needs COMPLETE (its
+    driver was killed in between, and another failed it) or with none was cut short.
+    """
+    state = trial.state
+    if state == optuna.trial.TrialState.RUNNING:
+        return "running"
+    if state == optuna.trial.TrialState.WAITING:
+        return "waiting"
+    status = trial.user_attrs.get("status")
+    if state == optuna.trial.TrialState.COMPLETE:
+        return str(status or "evaluated")
+    if status is None or status in _COMPLETE_STATUSES:
+        return "interrupted"
+    return str(status)
+
+
 def record_from_trial(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     """Flatten one trial; trials of states other than COMPLETE have no objective values."""
     attrs: Mapping[str, Any] = trial.user_attrs
-    status = attrs.get("status")
-    if status is None:
-        status = "interrupted" if trial.state != optuna.trial.TrialState.COMPLETE else "evaluated"
+    status = trial_status(trial)
     values = trial.values if trial.state == optuna.trial.TrialState.COMPLETE else None
     feasible = all(v <= 0.0 for v in trial.constraints.values())
     return TrialRecord(

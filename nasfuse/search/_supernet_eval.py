@@ -91,6 +91,12 @@ class SupernetEvaluator:
     ) -> None:
         import ray
 
+        if not ray.is_initialized():
+            # ray.put would start a default local Ray, ignoring the search's address and CPUs.
+            raise RuntimeError(
+                "SupernetEvaluator puts the supernet into Ray's object store: enter "
+                "nasfuse.search.local_ray(address, num_cpus) first"
+            )
         self.supernet_ref = ray.put(supernet)
         self.bundle_ref = ray.put(bundle)
         self.finetune_steps = int(finetune_steps)

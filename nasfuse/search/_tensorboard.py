@@ -30,7 +30,7 @@ import numpy as np
 import optuna
 
 from nasfuse.search._pareto import hypervolume, pareto_front
-from nasfuse.search._study import TrialRecord, front_records, record_from_trial
+from nasfuse.search._study import COUNTED_STATUSES, TrialRecord, front_records, record_from_trial
 
 __all__ = [
     "SearchRecorder",
@@ -190,7 +190,7 @@ def write_verdict(
     """After export: the verdict as text and the scatter with the pick, at the last step."""
     from torch.utils.tensorboard import SummaryWriter
 
-    step = sum(r.status != "interrupted" for r in records)
+    step = sum(r.status in COUNTED_STATUSES for r in records)
     with SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR)) as writer:
         writer.add_text("verdict", verdict_md, step)
         writer.add_image("pareto/scatter", scatter_of(records, pick), step, dataformats="HWC")
@@ -223,10 +223,12 @@ class SearchRecorder:
         self.reference_latency_ms = float(reference_latency_ms)
         self.image_every = max(1, image_every)
         self.records: list[TrialRecord] = [record_from_trial(t) for t in existing]
-        self.counted = sum(r.status != "interrupted" for r in self.records)
+        self.counted = sum(r.status in COUNTED_STATUSES for r in self.records)
 
     def __call__(self, trial: optuna.trial.FrozenTrial) -> None:
         record = record_from_trial(trial)
+        if record.status not in COUNTED_STATUSES:  # cut short or surplus: re-run or dropped
+            return
         self.records.append(record)
         self.counted += 1
         if record.on_objectives:

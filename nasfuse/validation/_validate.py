@@ -224,6 +224,9 @@ def validate_supernet(
         raise ValueError(f"archs must be >= 0, got {cfg.archs}")
     if cfg.seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {cfg.seeds}")
+    from nasfuse.search._engine import probe_ray_address
+
+    probe_ray_address(cfg.ray_address)  # before minutes of scoring, not after them
     run_dir = Path(run_dir)
     supernet_path = find_supernet(run_dir)
     if run_dir.is_file():
