@@ -431,15 +431,35 @@ def test_fair_training_trains_every_op_equally(tmp_path: Path) -> None:
         assert max(ops.values()) - min(ops.values()) <= 1
 
 
+def test_scoring_the_fixed_archs_less_often_changes_nothing_but_the_curve(tmp_path: Path) -> None:
+    every = tmp_path / "every"
+    third = tmp_path / "third"
+    train_supernet(tiny_config(epochs=3, eval_every=1), every)
+    train_supernet(tiny_config(epochs=3, eval_every=3), third)
+    a, b = load_checkpoint(every / "supernet.pt"), load_checkpoint(third / "supernet.pt")
+    assert_same_checkpoints(a, b)
+    scored = [[h["epoch"] for h in c["history"] if "val/acc_mean" in h] for c in (a, b)]
+    assert scored == [[1, 2, 3], [3]]
+    assert a["history"][-1]["val/acc_mean"] == b["history"][-1]["val/acc_mean"]
+
+
+def test_eval_every_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="eval_every must be >= 1"):
+        train_supernet(tiny_config(eval_every=0), tmp_path)
+
+
 def test_tensorboard_has_the_scalar_tags(straight_run: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(straight_run / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ("train/loss", "train/acc", "train/lr", "val/acc_mean", "val/acc_min"):
+    for tag in ("train/loss", "train/acc", "train/lr"):
         assert tag in tags
         assert [event.step for event in events.Scalars(tag)] == [1, 2]
+    # eval_every (5) is longer than the run: the fixed archs are scored after the last epoch.
+    for tag in ("val/acc_mean", "val/acc_min"):
+        assert [event.step for event in events.Scalars(tag)] == [2]
     space = load_space(TINY_HRNET)
     for name, site in space.sites.items():
         for op in site.ops:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from nasfuse.config import save_config
 from nasfuse.data import DataBundle
@@ -54,6 +55,7 @@ RESUMABLE_CHANGES = frozenset(
         "threads",
         "few_shot_epochs",
         "few_shot_site",
+        "eval_every",
     }
 )
 
@@ -266,28 +268,39 @@ def train_one_epoch(
         dynamic_ncols=True,
         leave=True,
     )
-    for images, labels in bar:
+    # The record_function labels name each phase in a torch.profiler trace
+    # (experiments/profile_quick.py); without a profiler they cost next to nothing.
+    batches = iter(bar)
+    while True:
+        with record_function("train/data"):
+            batch_data = next(batches, None)
+        if batch_data is None:
+            break
+        images, labels = batch_data
         if before_step is not None:
-            before_step(global_step + steps)
+            with record_function("train/set_path"):
+                before_step(global_step + steps)
         images = precision.prepare(images)
         labels = labels.to(precision.device, non_blocking=True)
-        with precision.autocast():
+        with record_function("train/forward"), precision.autocast():
             logits = model(images)
-        loss = loss_fn(logits.float(), labels)
+            loss = loss_fn(logits.float(), labels)
         if not torch.isfinite(loss):
             raise RuntimeError(
                 f"{description}: the loss is {loss.item()} at step {global_step + steps}; "
                 "lower the learning rate (lr=...) or set clip_grad"
             )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if clip_grad is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for group in optimizer.param_groups for p in group["params"]], clip_grad
-            )
-        scaler.step(optimizer)
-        scaler.update()
+        with record_function("train/backward"):
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+        with record_function("train/optimizer"):
+            if clip_grad is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in optimizer.param_groups for p in group["params"]], clip_grad
+                )
+            scaler.step(optimizer)
+            scaler.update()
         steps += 1
         scheduler.step_update(num_updates=global_step + steps)
         batch = len(labels)
@@ -547,7 +560,8 @@ class TrainingRun:
                     "train/acc": result.accuracy,
                     "train/lr": float(self.optimizer.param_groups[0]["lr"]),
                 }
-                scalars.update(self.after_epoch(epoch))
+                with record_function("epoch/after_epoch"):
+                    scalars.update(self.after_epoch(epoch))
                 self.wall_time += time.perf_counter() - started
                 scalars["time/epoch_s"] = time.perf_counter() - started
                 self.start_epoch = epoch + 1
@@ -562,7 +576,8 @@ class TrainingRun:
                         writer.add_scalar(tag, value, epoch + 1)
                     self.log_extra(writer, epoch + 1)
                     writer.flush()
-                    save_checkpoint(self.state(), self.checkpoint_path)
+                    with record_function("epoch/checkpoint"):
+                        save_checkpoint(self.state(), self.checkpoint_path)
                 context.barrier()
         finally:
             if writer is not None:
