@@ -120,7 +120,8 @@ def supernet_dir(root: Path, cfg: Any) -> Path:
     settings = {
         k: v
         for k, v in dataclasses.asdict(cfg).items()
-        if k not in ("progress", "threads", "num_workers", "data_dir")
+        # Fields that do not change the trained weights (eval_every only thins a curve).
+        if k not in ("progress", "threads", "num_workers", "data_dir", "eval_every")
     }
     return root / "supernets" / f"{Path(cfg.space).stem}-{cfg.sampler}-{settings_hash(settings)}"
 

@@ -93,6 +93,26 @@ def test_retrain_writes_model_metrics_config_and_curves(retrained: Path) -> None
     assert events.Scalars("test/acc")[-1].value == pytest.approx(metrics["test_acc"])
 
 
+def test_validating_every_third_epoch_trains_the_same_network(
+    arch_files: dict[str, Path], tmp_path: Path
+) -> None:
+    every, third = tmp_path / "every", tmp_path / "third"
+    retrain(arch_files["concat"], tiny_retrain_config(epochs=3), every)
+    retrain(arch_files["concat"], tiny_retrain_config(epochs=3, eval_every=3), third)
+    a, b = (load_checkpoint(d / "checkpoint.pt", kind="retrain_state") for d in (every, third))
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    scored = [[h["epoch"] for h in c["history"] if "val/acc" in h] for c in (a, b)]
+    assert scored == [[1, 2, 3], [3]]
+    test_acc = [json.loads((d / "metrics.json").read_text())["test_acc"] for d in (every, third)]
+    assert test_acc[0] == test_acc[1]
+
+
+def test_eval_every_below_one_is_refused(arch_files: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="eval_every must be >= 1"):
+        retrain(arch_files["add"], tiny_retrain_config(eval_every=0), tmp_path)
+
+
 def test_load_model_gives_the_scored_network(retrained: Path) -> None:
     model, info = load_model(retrained / "model.pt")
     bundle = build_loaders("digits", input_size=16, batch_size=64)

@@ -94,6 +94,10 @@ class TrainingConfig:
         amp: mixed precision (bf16 where supported, else fp16 with a GradScaler); CUDA only.
         channels_last: channels-last memory format; CUDA only.
         progress: show a tqdm progress bar per epoch.
+        eval_every: run the per-epoch validation (retraining: val accuracy; supernet
+            training: its fixed archs) every this many epochs and after the last. It only
+            thins the ``val/*`` curves: the validation never changes the training (its
+            loaders draw no random numbers and the supernet's BN statistics are restored).
     """
 
     dataset: str = "digits"
@@ -118,6 +122,7 @@ class TrainingConfig:
     amp: bool = True
     channels_last: bool = True
     progress: bool = True
+    eval_every: int = 1
 
 
 @dataclass
@@ -382,6 +387,8 @@ class TrainingRun:
         import timm.optim
         import timm.scheduler
 
+        if cfg.eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1 (epochs), got {cfg.eval_every}")
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         if cfg.threads is not None:
@@ -560,8 +567,10 @@ class TrainingRun:
                     "train/acc": result.accuracy,
                     "train/lr": float(self.optimizer.param_groups[0]["lr"]),
                 }
-                with record_function("epoch/after_epoch"):
-                    scalars.update(self.after_epoch(epoch))
+                done = epoch + 1
+                if done % cfg.eval_every == 0 or done == cfg.epochs:
+                    with record_function("epoch/after_epoch"):
+                        scalars.update(self.after_epoch(epoch))
                 self.wall_time += time.perf_counter() - started
                 scalars["time/epoch_s"] = time.perf_counter() - started
                 self.start_epoch = epoch + 1
