@@ -197,6 +197,31 @@ def test_no_architecture_is_evaluated_twice(finished_run: dict[str, Any]) -> Non
             assert original.values == trial.values
 
 
+def test_the_summary_splits_the_stage_into_evaluation_and_driver_time(
+    finished_run: dict[str, Any],
+) -> None:
+    stats = finished_run["stats"]
+    study = _study(finished_run["run_dir"])
+    measured = [
+        t.user_attrs["eval_seconds"]
+        for t in study.get_trials()
+        if t.user_attrs.get("status") == "evaluated"
+    ]
+    assert stats.evaluations_started == len(measured) > 0
+    # The stats add up what each trial measured of itself, nothing else.
+    assert stats.evaluation_seconds == pytest.approx(sum(measured))
+    assert 0 < stats.searcher_seconds < stats.wall_seconds
+    assert 0 < stats.ray_start_seconds < stats.wall_seconds
+    busy = stats.evaluation_seconds / stats.concurrency
+    expected = (stats.wall_seconds - stats.ray_start_seconds - stats.waiting_seconds - busy) / len(
+        measured
+    )
+    assert stats.driver_seconds_per_trial() == pytest.approx(max(expected, 0.0))
+    text = stats.describe()
+    assert text.startswith(f"search stage {stats.wall_seconds:.0f} s: ")
+    assert f"{stats.evaluation_seconds:.0f} s evaluating" in text and "in the driver" in text
+
+
 def test_export_picks_again(finished_run: dict[str, Any], tmp_path: Path) -> None:
     import yaml
 

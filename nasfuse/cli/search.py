@@ -77,10 +77,8 @@ def _run_search(args: argparse.Namespace) -> int:
     cfg = _search_config(args, Path(out))
     result = run_search(cfg, out, resume=args.resume)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(result.stats.statuses.items()))
-    print(
-        f"search: {statuses}; search stage {result.stats.wall_seconds:.0f} s, "
-        f"whole run {result.wall_seconds:.0f} s (wall)"
-    )
+    print(f"search: {statuses}; whole run {result.wall_seconds:.0f} s (wall)")
+    print(result.stats.describe())
     print(f"Pareto front ({len(result.front)} architectures; latency on {result.device}):")
     for record in result.front:
         print(

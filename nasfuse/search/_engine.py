@@ -59,6 +59,40 @@ class SearchStats:
     evaluations_started: int = 0
     """Ray Tune trials started in this session (each evaluates a new architecture)."""
     wall_seconds: float = 0.0
+    concurrency: int = 1
+    """Trials in flight at once."""
+    evaluation_seconds: float = 0.0
+    """The session's trials' own evaluation time, summed over trials (measured in each)."""
+    searcher_seconds: float = 0.0
+    """The driver's time in the searcher: Optuna's ask and tell, constraints, storage."""
+    waiting_seconds: float = 0.0
+    """Of ``searcher_seconds``, asleep while other drivers' trials fill the budget."""
+    ray_start_seconds: float = 0.0
+    """Starting or joining Ray."""
+
+    def driver_seconds_per_trial(self) -> float | None:
+        """The stage's wall time not spent evaluating (nor starting Ray, nor waiting for
+        other drivers), per evaluation: the searcher plus Ray's scheduling and reporting.
+        With ``concurrency`` trials in flight, evaluations overlap, so their sum is divided
+        by it; a stage that cannot keep every slot busy shows as overhead too."""
+        if self.evaluations_started == 0:
+            return None
+        busy = self.evaluation_seconds / max(self.concurrency, 1)
+        rest = self.wall_seconds - self.ray_start_seconds - self.waiting_seconds - busy
+        return max(rest, 0.0) / self.evaluations_started
+
+    def describe(self) -> str:
+        """``search stage N s: X s evaluating, Y s in the driver ...`` for the summary."""
+        text = (
+            f"search stage {self.wall_seconds:.0f} s: {self.evaluation_seconds:.0f} s "
+            f"evaluating (summed over {self.evaluations_started} evaluations, "
+            f"{self.concurrency} at a time), {self.searcher_seconds:.1f} s in the driver's "
+            f"searcher, {self.ray_start_seconds:.1f} s starting Ray"
+        )
+        per_trial = self.driver_seconds_per_trial()
+        if per_trial is not None:
+            text += f"; {per_trial:.2f} s of driver time per evaluation"
+        return text
 
 
 def reference_latency(sites: Mapping[str, Sequence[str]], costs: ArchCosts) -> float:
@@ -399,9 +433,12 @@ def _run_searcher(
     # Ray warns when the define-by-run space takes over a second: here that time is the
     # storage writing one parameter per site (72 for hrnet_lite), expected and harmless.
     warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
+    ray_start_seconds = 0.0
     try:
         if searcher.counted_trials < n_trials:
+            ray_started = time.perf_counter()
             with local_ray(ray_address, num_cpus), _without_ray_tensorboard():
+                ray_start_seconds = time.perf_counter() - ray_started
                 trainable = tune.with_resources(
                     tune.with_parameters(evaluate_trial, evaluator=evaluator),
                     {"cpu": cpus_per_trial},
@@ -443,4 +480,9 @@ def _run_searcher(
         statuses=dict(statuses),
         evaluations_started=searcher.evaluations_started,
         wall_seconds=time.perf_counter() - started,
+        concurrency=concurrency,
+        evaluation_seconds=searcher.evaluation_seconds,
+        searcher_seconds=searcher.searcher_seconds,
+        waiting_seconds=searcher.waiting_seconds,
+        ray_start_seconds=ray_start_seconds,
     )

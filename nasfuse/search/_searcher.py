@@ -189,6 +189,12 @@ class FusionSearcher(OptunaSearch):
         self._enqueue_reruns()  # and those cut short by an interrupted run
         self.enqueued_baselines = self._enqueue_baselines(baselines)
         self.evaluations_started = 0
+        # Where the search stage's time goes (SearchStats): the trials' own evaluation
+        # time, and this driver's time inside suggest / on_trial_complete (Optuna's ask and
+        # tell, constraints, storage reads and writes, the TensorBoard listeners).
+        self.evaluation_seconds = 0.0
+        self.searcher_seconds = 0.0
+        self.waiting_seconds = 0.0  # of which asleep, waiting for other drivers' trials
 
     def add_listener(self, listener: TrialListener) -> None:
         """Call ``listener`` with each trial this searcher tells from now on."""
@@ -508,6 +514,13 @@ class FusionSearcher(OptunaSearch):
     # -- Searcher interface --------------------------------------------------------------
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        started = time.perf_counter()
+        try:
+            return self._suggest(trial_id)
+        finally:
+            self.searcher_seconds += time.perf_counter() - started
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         from nasfuse.arch import arch_hash
 
         while True:
@@ -522,7 +535,9 @@ class FusionSearcher(OptunaSearch):
                 # Other drivers' trials (or this one's waiting ones) fill the budget: ask
                 # again later; they may finish, or their driver may be gone.
                 if not self._ray_trials:  # nothing of this driver's to wait for: do not spin
-                    time.sleep(min(0.2, self._poll_seconds))
+                    pause = min(0.2, self._poll_seconds)
+                    time.sleep(pause)
+                    self.waiting_seconds += pause
                 return None
             params = super().suggest(trial_id)
             ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
@@ -565,8 +580,17 @@ class FusionSearcher(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        started = time.perf_counter()
+        try:
+            self._complete(trial_id, result, error)
+        finally:
+            self.searcher_seconds += time.perf_counter() - started
+
+    def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         if trial_id not in self._ray_trials:
             return
+        if result and result.get("eval_seconds") is not None:
+            self.evaluation_seconds += float(result["eval_seconds"])
         info = self._ray_trials.pop(trial_id)
         ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
         key = info["arch_hash"]
