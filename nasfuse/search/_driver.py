@@ -14,8 +14,10 @@ Stages, each reused when the run directory already holds its output::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import yaml
 
 from nasfuse.config import config_from_dict
 from nasfuse.files import atomic_write_text, read_yaml_mapping
+from nasfuse.run_lock import lock_run_dir
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
 from nasfuse.search._engine import SearchStats, local_ray, search_architectures
 from nasfuse.search._export import CONFIG_FILE, export_search
@@ -229,6 +232,24 @@ def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPla
     return table
 
 
+def _holding_run_lock(search: Callable[..., SearchResult]) -> Callable[..., SearchResult]:
+    """``search`` with its run directory locked from the start to the end
+    (:func:`nasfuse.run_lock.lock_run_dir`): a second process is refused before any work."""
+
+    @functools.wraps(search)
+    def locked(
+        cfg: SearchConfig, out_dir: str | Path | None = None, resume: bool = False
+    ) -> SearchResult:
+        if out_dir is None:
+            cfg = _adopt_supernet(cfg)  # the default directory is named after its space
+            out_dir = default_run_dir(cfg)
+        with lock_run_dir(out_dir, "search"):
+            return search(cfg, out_dir, resume=resume)
+
+    return locked
+
+
+@_holding_run_lock
 def run_search(
     cfg: SearchConfig, out_dir: str | Path | None = None, resume: bool = False
 ) -> SearchResult:
@@ -238,6 +259,8 @@ def run_search(
         cfg: the search config; the budget fills what it leaves None.
         out_dir: the run directory; default :func:`default_run_dir`.
         resume: continue the study in ``out_dir`` until it holds ``trials`` counted trials.
+
+    ``out_dir`` is locked for the whole run, before any training.
 
     Returns:
         :class:`SearchResult`.
