@@ -210,19 +210,52 @@ def _few_shot(cfg: SearchConfig, run_dir: Path) -> Any:
     )
 
 
+def _latency_batch_size(cfg: SearchConfig) -> int:
+    return 1 if cfg.dataset == "digits" else 32
+
+
+def _load_latency_table(cfg: SearchConfig, space: Any, path: Path) -> Any:
+    """The run's table, refused (as ``nasfuse latency`` refuses one) unless measured for
+    this search: the space's hash and size, batch size, device, one thread, clock, memory
+    format, dtype and torch version."""
+    import torch
+
+    from nasfuse.latency import LatencyTable
+    from nasfuse.runtime import default_device
+
+    return LatencyTable.load(
+        path,
+        space=space,
+        batch_size=_latency_batch_size(cfg),
+        device=default_device(),
+        threads=1,
+        channels_last=False,
+        dtype=torch.float32,
+        clock=cfg.latency_clock,
+        remedy="delete it, and the search builds one for these settings, or start another --out",
+    )
+
+
+def _check_latency_table(cfg: SearchConfig, run_dir: Path, space_options: dict) -> None:
+    """Before any training: a table the run already holds must fit this search."""
+    path = run_dir / LATENCY_TABLE_FILE
+    if path.is_file():
+        _load_latency_table(cfg, load_space(cfg.space, space_options), path)
+
+
 def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPlan) -> Any:
     from nasfuse.latency import LatencyTable
 
     path = run_dir / LATENCY_TABLE_FILE
     if path.is_file():
-        return LatencyTable.load(path, space=space)
+        return _load_latency_table(cfg, space, path)
     quick = plan.budget == "quick"
     print(f"latency: building the table of {space.name} -> {path}", flush=True)
     # Quick: fewer timed runs, one round; otherwise the table's own defaults.
     light = {"runs": 10, "rounds": 1} if quick else {}
     table = LatencyTable.build(
         space,
-        batch_size=1 if cfg.dataset == "digits" else 32,
+        batch_size=_latency_batch_size(cfg),
         threads=1,
         clock=cfg.latency_clock,
         **light,
@@ -260,7 +293,8 @@ def run_search(
         out_dir: the run directory; default :func:`default_run_dir`.
         resume: continue the study in ``out_dir`` until it holds ``trials`` counted trials.
 
-    ``out_dir`` is locked for the whole run, before any training.
+    ``out_dir`` is locked for the whole run, and a latency table it already holds is
+    checked against this search's settings, both before any training.
 
     Returns:
         :class:`SearchResult`.
@@ -300,6 +334,7 @@ def run_search(
         if plan.input_size is not None:
             space_options["input_size"] = plan.input_size
         space_options.update(_depth_options(cfg.space, space_options, plan.hrnet_modules))
+    _check_latency_table(cfg, run_dir, space_options)
     supernet = _supernet(cfg, plan, run_dir, space_options)
     space = supernet.space
     table = _latency_table(cfg, space, run_dir, plan)
