@@ -100,8 +100,8 @@ def _acquire(path: Path, command: str) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            os.close(fd)
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
                 raise OSError(exc.errno, exc.strerror, str(path)) from exc
             holder = read_lock_holder(path)
             if holder and _dead_here(holder):
@@ -109,9 +109,13 @@ def _acquire(path: Path, command: str) -> int:
                     f"{path.parent}: the lock of {_describe(holder)} is still held by a "
                     "process it left behind, but it is gone; taking the directory over"
                 )
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                # Only the file just found locked: another process may have replaced it.
+                if _same_file(fd, path):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                os.close(fd)
                 continue
+            os.close(fd)
             raise RunDirLockedError(
                 f"{path.parent} is in use by {_describe(holder)}; wait for it to finish "
                 f"or stop it, or choose another --out (lock file {path})"

@@ -154,3 +154,24 @@ def test_under_torchrun_only_rank_0_takes_the_lock(holder, monkeypatch) -> None:
     monkeypatch.setenv("RANK", "1")
     with lock_run_dir(run_dir, "train-supernet"):  # rank 1 writes nothing: no lock needed
         pass
+
+
+def test_a_lock_file_of_junk_with_no_holder_is_taken(tmp_path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / LOCK_FILE).write_bytes(b"\xff\x00 not json")
+    with lock_run_dir(run_dir, "search") as path:
+        assert read_lock_holder(path)["pid"] == os.getpid()
+    assert not (run_dir / LOCK_FILE).exists()
+
+
+def test_a_lock_path_that_cannot_be_opened_is_one_line(tmp_path, capsys) -> None:
+    from nasfuse.cli import main
+
+    run_dir = tmp_path / "run"
+    (run_dir / LOCK_FILE).mkdir(parents=True)  # a directory where the lock file goes
+    code = main(["train-supernet", "--space", str(TINY_RESNET), "--out", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"nasfuse train-supernet: error: {run_dir / LOCK_FILE}: Is a directory")
