@@ -135,9 +135,13 @@ def _acquire(path: Path, command: str) -> int:
             "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "command": command,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+            os.fsync(fd)
+        except OSError as exc:  # a full disk: let go, and name the file
+            os.close(fd)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         return fd
     raise RunDirLockedError(f"{path.parent}: its lock file {path} keeps changing; try again")
 

@@ -175,3 +175,21 @@ def test_a_lock_path_that_cannot_be_opened_is_one_line(tmp_path, capsys) -> None
     assert code == 2 and "Traceback" not in err
     (line,) = err.strip().splitlines()
     assert line.startswith(f"nasfuse train-supernet: error: {run_dir / LOCK_FILE}: Is a directory")
+
+
+def test_a_full_disk_while_writing_the_lock_names_it_and_lets_go(tmp_path, monkeypatch) -> None:
+    import errno
+
+    import nasfuse.run_lock as run_lock
+
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(run_lock.os, "pwrite", no_space)
+    with pytest.raises(OSError) as caught, lock_run_dir(run_dir, "search"):
+        pass
+    assert caught.value.filename == str(run_dir / LOCK_FILE)
+    monkeypatch.undo()
+    with lock_run_dir(run_dir, "search"):  # not held by the failed attempt
+        pass
