@@ -323,3 +323,92 @@ def test_the_default_run_dir_is_one_safe_folder() -> None:
 
     path = default_run_dir(SearchConfig(space="../../evil.yaml", budget="quick"))
     assert path.parent == Path("runs") and path.name == "evil-quick"
+
+
+TINY_RESNET = Path(__file__).parent / "fixtures" / "tiny_resnet.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_latency_table() -> dict:
+    """A latency table measured as ``nasfuse search`` measures the tiny space (quick budget,
+    width 1, digits: batch 1, one thread), as its JSON."""
+    import json
+
+    import torch
+
+    from nasfuse.latency import LatencyTable
+    from nasfuse.spaces import load_space
+
+    torch.set_num_threads(1)
+    space = load_space(TINY_RESNET, {"width_mult": 1.0, "input_size": 16})
+    table = LatencyTable.build(
+        space, batch_size=1, threads=1, runs=2, network_runs=2, warmup=1, progress=False
+    )
+    return json.loads(json.dumps(table.to_dict()))
+
+
+class _Training(Exception):
+    """Raised where the search would start training its supernet."""
+
+
+def _search_up_to_training(
+    out: Path, table: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int | None, str]:
+    import json
+
+    import nasfuse.search._driver as driver
+    from nasfuse.cli import main
+
+    def training(*args, **kwargs):
+        raise _Training
+
+    monkeypatch.setattr(driver, "_supernet", training)
+    out.mkdir()
+    (out / "latency_table.json").write_text(json.dumps(table))
+    argv = [
+        "search", "--space", str(TINY_RESNET), "--set", "width_mult=1.0", "--budget", "quick",
+        "--epochs", "1", "--trials", "2", "--threads", "1", "--out", str(out),
+    ]  # fmt: skip
+    try:
+        code = main(argv)
+    except _Training:
+        code = None
+    return code, capsys.readouterr().err
+
+
+def test_a_reused_latency_table_that_fits_reaches_training(
+    tiny_latency_table, tmp_path, monkeypatch, capsys
+) -> None:
+    code, err = _search_up_to_training(tmp_path / "run", tiny_latency_table, monkeypatch, capsys)
+    assert code is None, err  # the table's key was checked and the search went on to train
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("device", "cpu:Another CPU (1 thread)"),
+        ("threads", 2),
+        ("torch", "2.0.0"),
+        ("batch_size", 32),
+        ("space_hash", "0" * 16),
+        ("clock", "thread"),
+        ("channels_last", True),
+    ],
+)
+def test_a_reused_latency_table_of_other_settings_is_refused_before_training(
+    tiny_latency_table, tmp_path, monkeypatch, capsys, field, value
+) -> None:
+    """Issue 19: the table was loaded without checking device, threads and torch version."""
+    import copy
+
+    table = copy.deepcopy(tiny_latency_table)
+    table["key"][field] = value
+    out = tmp_path / "run"
+    code, err = _search_up_to_training(out, table, monkeypatch, capsys)
+    assert code == 2, err  # refused, and _supernet (training) was never reached
+    (line,) = err.strip().splitlines()
+    path = out / "latency_table.json"
+    assert line.startswith(f"nasfuse search: error: latency table {path} was measured for ")
+    assert f"{field}={value!r}" in line and "delete it" in line
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["latency_table.json", "search_config.yaml"]

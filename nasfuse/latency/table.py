@@ -90,6 +90,9 @@ KEY_FIELDS = (
 )
 
 
+_BUILD_REMEDY = "build a table for these settings with `nasfuse latency build`"
+
+
 class LatencyTableError(ValueError):
     """A table file that does not fit the space, device or settings it is loaded for."""
 
@@ -1094,6 +1097,7 @@ class LatencyTable:
         channels_last: bool | None = None,
         dtype: torch.dtype | None = None,
         clock: str | None = None,
+        remedy: str = _BUILD_REMEDY,
     ) -> LatencyTable:
         """Read a table, refusing one whose key differs from what it is loaded for.
 
@@ -1105,6 +1109,7 @@ class LatencyTable:
                 thread count, or at ``threads`` when given). ``None`` checks nothing.
             threads: the thread count it must have been measured with.
             clock: the clock it must have been measured with (``"wall"``, ``"thread"``).
+            remedy: what the refusal tells the user to do.
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -1159,10 +1164,12 @@ class LatencyTable:
             expected["dtype"] = str(dtype).replace("torch.", "")
         if clock is not None:
             expected["clock"] = clock
-        table._refuse_mismatch(expected, path)
+        table._refuse_mismatch(expected, path, remedy)
         return table
 
-    def _refuse_mismatch(self, expected: Mapping[str, Any], path: Path | str) -> None:
+    def _refuse_mismatch(
+        self, expected: Mapping[str, Any], path: Path | str, remedy: str = _BUILD_REMEDY
+    ) -> None:
         for field in KEY_FIELDS:
             if field in expected and self.key.get(field) != expected[field]:
                 what = ""
@@ -1170,8 +1177,7 @@ class LatencyTable:
                     what = f" (space {self.space_info.get('name')!r} with options {self.space_info.get('options')})"
                 raise LatencyTableError(
                     f"latency table {path} was measured for {field}={self.key.get(field)!r}{what}, "
-                    f"expected {field}={expected[field]!r}; build a table for these settings "
-                    "with `nasfuse latency build`"
+                    f"expected {field}={expected[field]!r}; {remedy}"
                 )
 
     def _check_space(self, space: Any) -> None:

@@ -14,8 +14,10 @@ Stages, each reused when the run directory already holds its output::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import yaml
 
 from nasfuse.config import config_from_dict
 from nasfuse.files import atomic_write_text, read_yaml_mapping
+from nasfuse.run_lock import lock_run_dir
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
 from nasfuse.search._engine import (
     SearchStats,
@@ -230,19 +233,52 @@ def _few_shot(cfg: SearchConfig, run_dir: Path) -> Any:
     )
 
 
+def _latency_batch_size(cfg: SearchConfig) -> int:
+    return 1 if cfg.dataset == "digits" else 32
+
+
+def _load_latency_table(cfg: SearchConfig, space: Any, path: Path) -> Any:
+    """The run's table, refused (as ``nasfuse latency`` refuses one) unless measured for
+    this search: the space's hash and size, batch size, device, one thread, clock, memory
+    format, dtype and torch version."""
+    import torch
+
+    from nasfuse.latency import LatencyTable
+    from nasfuse.runtime import default_device
+
+    return LatencyTable.load(
+        path,
+        space=space,
+        batch_size=_latency_batch_size(cfg),
+        device=default_device(),
+        threads=1,
+        channels_last=False,
+        dtype=torch.float32,
+        clock=cfg.latency_clock,
+        remedy="delete it, and the search builds one for these settings, or start another --out",
+    )
+
+
+def _check_latency_table(cfg: SearchConfig, run_dir: Path, space_options: dict) -> None:
+    """Before any training: a table the run already holds must fit this search."""
+    path = run_dir / LATENCY_TABLE_FILE
+    if path.is_file():
+        _load_latency_table(cfg, load_space(cfg.space, space_options), path)
+
+
 def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPlan) -> Any:
     from nasfuse.latency import LatencyTable
 
     path = run_dir / LATENCY_TABLE_FILE
     if path.is_file():
-        return LatencyTable.load(path, space=space)
+        return _load_latency_table(cfg, space, path)
     quick = plan.budget == "quick"
     print(f"latency: building the table of {space.name} -> {path}", flush=True)
     # Quick: fewer timed runs, one round; otherwise the table's own defaults.
     light = {"runs": 10, "rounds": 1} if quick else {}
     table = LatencyTable.build(
         space,
-        batch_size=1 if cfg.dataset == "digits" else 32,
+        batch_size=_latency_batch_size(cfg),
         threads=1,
         clock=cfg.latency_clock,
         **light,
@@ -252,6 +288,24 @@ def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPla
     return table
 
 
+def _holding_run_lock(search: Callable[..., SearchResult]) -> Callable[..., SearchResult]:
+    """``search`` with its run directory locked from the start to the end
+    (:func:`nasfuse.run_lock.lock_run_dir`): a second process is refused before any work."""
+
+    @functools.wraps(search)
+    def locked(
+        cfg: SearchConfig, out_dir: str | Path | None = None, resume: bool = False
+    ) -> SearchResult:
+        if out_dir is None:
+            cfg = _adopt_supernet(cfg)  # the default directory is named after its space
+            out_dir = default_run_dir(cfg)
+        with lock_run_dir(out_dir, "search"):
+            return search(cfg, out_dir, resume=resume)
+
+    return locked
+
+
+@_holding_run_lock
 def run_search(
     cfg: SearchConfig, out_dir: str | Path | None = None, resume: bool = False
 ) -> SearchResult:
@@ -261,6 +315,9 @@ def run_search(
         cfg: the search config; the budget fills what it leaves None.
         out_dir: the run directory; default :func:`default_run_dir`.
         resume: continue the study in ``out_dir`` until it holds ``trials`` counted trials.
+
+    ``out_dir`` is locked for the whole run, and a latency table it already holds is
+    checked against this search's settings, both before any training.
 
     Returns:
         :class:`SearchResult`.
@@ -302,6 +359,7 @@ def run_search(
         if plan.input_size is not None:
             space_options["input_size"] = plan.input_size
         space_options.update(_depth_options(cfg.space, space_options, plan.hrnet_modules))
+    _check_latency_table(cfg, run_dir, space_options)
     supernet = _supernet(cfg, plan, run_dir, space_options)
     space = supernet.space
     table = _latency_table(cfg, space, run_dir, plan)

@@ -265,12 +265,15 @@ def retrain(
         The metrics also written to ``metrics.json``: ``test_acc``, ``val_acc``, ``params``,
         ``flops``, ``epochs``, ``wall_time_s`` and what they were measured on.
     """
-    trainer = Retrainer(arch_path, cfg, out_dir, resume=resume)
-    try:
-        trainer.fit()
-        return trainer.finish()
-    finally:
-        trainer.context.close()
+    from nasfuse.run_lock import lock_run_dir
+
+    with lock_run_dir(out_dir, "retrain"):  # before anything is loaded
+        trainer = Retrainer(arch_path, cfg, out_dir, resume=resume)
+        try:
+            trainer.fit()
+            return trainer.finish()
+        finally:
+            trainer.context.close()
 
 
 def load_model(

@@ -221,22 +221,28 @@ def train_supernet(cfg: SupernetTrainConfig, out_dir: str | Path, resume: bool =
             weights an uninterrupted run reaches). Without it, a directory that already
             holds a checkpoint is refused.
 
+    ``out_dir`` is locked first (:func:`nasfuse.run_lock.lock_run_dir`): a directory
+    another live process is training into is refused before anything is loaded.
+
     With ``cfg.few_shot_epochs``, the few-shot sub-supernets are trained afterwards into
     ``out_dir/few_shot`` (by every rank together under torchrun).
 
     Returns:
         The path of ``supernet.pt`` (kind ``"supernet"``).
     """
-    trainer = SupernetTrainer(cfg, out_dir, resume=resume)
-    try:
-        trainer.fit()
-    finally:
-        trainer.context.close()
-    if cfg.few_shot_epochs > 0:
-        # Under torchrun every rank takes part, as in the one-shot training.
-        from nasfuse.training.few_shot import train_few_shot
+    from nasfuse.run_lock import lock_run_dir
 
-        train_few_shot(trainer.checkpoint_path, cfg.few_shot_epochs, cfg.few_shot_site)
+    with lock_run_dir(out_dir, "train-supernet"):
+        trainer = SupernetTrainer(cfg, out_dir, resume=resume)
+        try:
+            trainer.fit()
+        finally:
+            trainer.context.close()
+        if cfg.few_shot_epochs > 0:
+            # Under torchrun every rank takes part, as in the one-shot training.
+            from nasfuse.training.few_shot import train_few_shot
+
+            train_few_shot(trainer.checkpoint_path, cfg.few_shot_epochs, cfg.few_shot_site)
     return trainer.checkpoint_path
 
 
