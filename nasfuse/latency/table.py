@@ -45,11 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from nasfuse.files import atomic_write_text
+from nasfuse.latency.calibration import calibration_record, format_errors, latency_errors
 from nasfuse.latency.measure import (
     ModelInputs,
     device_name_at,
@@ -57,6 +57,7 @@ from nasfuse.latency.measure import (
     measure_ratio,
     thread_count,
 )
+from nasfuse.latency.sampling import arch_signature, random_arch, sample_archs
 from nasfuse.ops import create_op
 from nasfuse.progress import progress_bar
 from nasfuse.runtime import default_device
@@ -110,54 +111,6 @@ def default_table_path(space: Any, batch_size: int, root: str | Path = "runs/lat
     from nasfuse.files import safe_file_name
 
     return Path(root) / f"{safe_file_name(space.name)}-{space.hash}-b{batch_size}.json"
-
-
-def random_arch(space: Any, rng: random.Random) -> dict[str, str]:
-    """An architecture drawn uniformly: each site's op picked uniformly from its allowed ops."""
-    return {name: rng.choice(list(site.ops)) for name, site in space.sites.items()}
-
-
-def _arch_signature(arch: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(arch.items()))
-
-
-def latency_errors(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, Any]:
-    """How well predictions match measurements.
-
-    Returns:
-        ``median_abs_pct_error`` (median of ``|pred - meas| / meas``, in percent),
-        ``mean_abs_pct_error``, ``max_abs_pct_error``, ``within_10pct`` (share of samples
-        with ``|pred - meas| <= 10% meas``, in [0, 1]), ``kendall_tau`` (rank agreement,
-        ``scipy.stats.kendalltau``; None for fewer than two samples) and ``samples``.
-    """
-    from scipy.stats import kendalltau
-
-    pred = np.asarray(predicted, dtype=np.float64)
-    meas = np.asarray(measured, dtype=np.float64)
-    if pred.shape != meas.shape or pred.size == 0:
-        raise ValueError(
-            f"need equally many predictions and measurements, got {pred.size} and {meas.size}"
-        )
-    abs_pct = np.abs(pred - meas) / meas * 100.0
-    tau = float(kendalltau(pred, meas).statistic) if pred.size > 1 else None
-    return {
-        "median_abs_pct_error": float(np.median(abs_pct)),
-        "mean_abs_pct_error": float(abs_pct.mean()),
-        "max_abs_pct_error": float(abs_pct.max()),
-        "within_10pct": float((abs_pct <= 10.0).mean()),
-        "kendall_tau": tau,
-        "samples": int(pred.size),
-    }
-
-
-def format_errors(errors: Mapping[str, Any]) -> str:
-    """One line for people: ``median |error| 2.10%, 97% within ±10%, Kendall tau 0.871``."""
-    tau = errors["kendall_tau"]
-    return (
-        f"median |error| {errors['median_abs_pct_error']:.2f}%, "
-        f"{100 * errors['within_10pct']:.0f}% within ±10%, "
-        f"Kendall tau {'n/a' if tau is None else f'{tau:.3f}'}"
-    )
 
 
 @dataclass
@@ -554,36 +507,6 @@ def _network_entries(
     return entries, summary, measured.reference_ms
 
 
-# Simplest first: on a tie the simpler correction wins, and "none" keeps the table as built.
-_CALIBRATION_FORMS = ("none", "offset", "scale", "scale+offset")
-
-
-def _fit_calibration(form: str, raw: np.ndarray, meas: np.ndarray) -> tuple[float, float]:
-    """Least-squares ``(scale, offset)`` of ``meas ~ scale * raw + offset`` in ``form``."""
-    if form == "none":
-        return 1.0, 0.0
-    if form == "offset" or (form == "scale+offset" and np.ptp(raw) == 0):
-        return 1.0, float(np.mean(meas - raw))
-    if form == "scale":
-        return float(np.dot(raw, meas) / np.dot(raw, raw)), 0.0
-    scale, offset = np.polyfit(raw, meas, 1)
-    return float(scale), float(offset)
-
-
-def _leave_one_out_error(form: str, raw: np.ndarray, meas: np.ndarray) -> float:
-    """Median absolute % error of ``form`` predicting each sample from the others."""
-    errors = []
-    for index in range(raw.size):
-        keep = np.arange(raw.size) != index
-        if form == "scale+offset" and keep.sum() < 3:
-            return float("inf")  # two points fit any line exactly: no evidence
-        scale, offset = _fit_calibration(form, raw[keep], meas[keep])
-        if scale <= 0:
-            return float("inf")  # a fit that reverses the table's order is no correction
-        errors.append(abs(scale * raw[index] + offset - meas[index]) / meas[index] * 100)
-    return float(np.median(errors))
-
-
 class LatencyTable:
     """Predicts an architecture's latency from a base and per-(site, op) entries.
 
@@ -881,21 +804,7 @@ class LatencyTable:
     ) -> list[dict[str, str]]:
         """``samples`` distinct random architectures of ``space``, none of ``exclude``."""
         self._check_space(space)
-        archs: list[dict[str, str]] = []
-        seen = {_arch_signature(arch) for arch in exclude}
-        attempts = 0
-        while len(archs) < samples:
-            arch = random_arch(space, rng)
-            attempts += 1
-            if _arch_signature(arch) in seen:
-                if attempts > 100 * samples:
-                    raise ValueError(
-                        f"space {space.name!r} has too few architectures for {samples} fresh samples"
-                    )
-                continue
-            seen.add(_arch_signature(arch))
-            archs.append(arch)
-        return archs
+        return sample_archs(space, samples, rng, exclude)
 
     def measure(
         self,
@@ -981,32 +890,9 @@ class LatencyTable:
         the architectures (so that :meth:`validate` can exclude them) are recorded in
         :attr:`calibration`, which is returned.
         """
-        raw = np.array([self.predict_raw(arch) for arch in archs])
-        meas = np.array(measured, dtype=np.float64)
-        if raw.size < 2:
-            raise ValueError(f"calibration needs at least 2 architectures, got {raw.size}")
-        loo = {form: _leave_one_out_error(form, raw, meas) for form in _CALIBRATION_FORMS}
-        # The simplest form (in _CALIBRATION_FORMS order) whose error is the smallest, up
-        # to rounding: exact data fit by "scale" is fit by "scale+offset" too.
-        best = min(loo.values())
-        form = next(name for name in _CALIBRATION_FORMS if loo[name] <= best + 1e-9)
-        scale, offset = _fit_calibration(form, raw, meas)
-        self.calibration = {
-            "method": f"least squares, form {form!r} (smallest leave-one-out error)",
-            "form": form,
-            "leave_one_out_median_abs_pct_error": {
-                name: None if np.isinf(error) else error for name, error in loo.items()
-            },
-            "scale": float(scale),
-            "offset_ms": float(offset),
-            "samples": len(archs),
-            "seed": seed,
-            "before": latency_errors(raw, meas),
-            "after": latency_errors(scale * raw + offset, meas),
-            "measured_ms": [float(value) for value in meas],
-            "raw_ms": [float(value) for value in raw],
-            "archs": [self.encode_arch(arch) for arch in archs],
-        }
+        raw = [self.predict_raw(arch) for arch in archs]
+        lines = [self.encode_arch(arch) for arch in archs]
+        self.calibration = calibration_record(raw, measured, lines, seed)
         return self.calibration
 
     def validate(
@@ -1039,8 +925,8 @@ class LatencyTable:
         Raises ``ValueError`` if one of ``archs`` was used for calibration: validation
         figures come from architectures the calibration never saw.
         """
-        calibrated = {_arch_signature(arch) for arch in self.calibration_archs()}
-        if any(_arch_signature(arch) in calibrated for arch in archs):
+        calibrated = {arch_signature(arch) for arch in self.calibration_archs()}
+        if any(arch_signature(arch) in calibrated for arch in archs):
             raise ValueError("an architecture to validate on was used for calibration")
         predicted = [self.predict(arch) for arch in archs]
         raw = [self.predict_raw(arch) for arch in archs]
