@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from nasfuse.latency import LatencyTable
+from nasfuse.latency import BuildOptions, LatencyTable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "latency"
 TABLES = ("tiny_hrnet_network", "tiny_hrnet_isolated", "resnet20_cpu")
@@ -73,7 +73,7 @@ def test_a_new_table_is_written_in_the_old_structure(tmp_path) -> None:
 
     space = load_space(os.path.join(os.path.dirname(__file__), "fixtures", "tiny_hrnet.yaml"))
     # built the way the fixture was (see the module docstring)
-    table = LatencyTable.build(space, batch_size=2, correct_entries=True, **FAST)
+    table = LatencyTable.build(space, BuildOptions(batch_size=2, correct_entries=True, **FAST))
     table.calibrate(space, samples=4, seed=0, progress=False)
     table.validate(space, samples=3, seed=1, progress=False)
     written = json.loads(table.save(tmp_path / "new.json").read_text())
