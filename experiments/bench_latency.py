@@ -71,7 +71,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-drift-control",
         action="store_true",
-        help="do not measure the reference network between the others (see LatencyTable.build)",
+        help="do not measure the reference network between the others (see BuildOptions.drift_control)",
     )
     parser.add_argument(
         "--noise-archs", type=int, default=6, help="validation archs measured twice"
