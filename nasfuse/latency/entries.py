@@ -2,7 +2,9 @@
 
 Sites of one input shape (C, K, H, W) share an entry (:class:`ShapeKey`). Entries are
 measured in the network (:func:`network_entries`: one network per op, a timer around each
-fusion module) or each op alone on random inputs (:func:`isolated_entries`).
+fusion module) or each op alone on random inputs (:func:`isolated_entries`). The records
+of what was measured (:class:`TableSite`, :class:`NetworkTiming`, :class:`Reference`) are
+what the table holds in memory; each writes itself as the table file has it.
 """
 
 from __future__ import annotations

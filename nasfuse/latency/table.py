@@ -171,6 +171,11 @@ class LatencyTable:
             options: how to measure; default ``BuildOptions()``.
         """
         options = options if options is not None else BuildOptions()
+        if not isinstance(options, BuildOptions):
+            raise TypeError(
+                "LatencyTable.build takes BuildOptions, e.g. BuildOptions(batch_size=32), "
+                f"not {type(options).__name__}"
+            )
         table = cls(*build_parts(space, options))
         if options.correct_entries:
             table.correct_entries()
