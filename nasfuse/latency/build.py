@@ -25,11 +25,11 @@ from nasfuse.latency.entries import (
     table_sites,
 )
 from nasfuse.latency.measure import device_name_at, thread_count
-from nasfuse.latency.table_file import TableKey, dtype_name
+from nasfuse.latency.table_file import TableContents, TableKey, dtype_name
 from nasfuse.latency.timing import DEFAULT_RUNS, SpaceNetworks, Timing, measure_networks
 from nasfuse.runtime import default_device
 
-__all__ = ["METHODS", "BuildOptions", "TableParts", "build_parts"]
+__all__ = ["METHODS", "BuildOptions", "build_parts"]
 
 #: How entries are measured: inside per-op networks, or each op alone.
 METHODS = ("network", "isolated")
@@ -100,18 +100,6 @@ class BuildOptions:
             raise ValueError(f"method must be 'network' or 'isolated', got {self.method!r}")
 
 
-class TableParts(NamedTuple):
-    """What a freshly measured table is made of (the arguments of ``LatencyTable``)."""
-
-    key: TableKey
-    space_info: dict[str, Any]
-    base_ms: float
-    entries: Entries
-    sites: dict[str, TableSite]
-    measurement: dict[str, Any]
-    reference: Reference
-
-
 class _Measured(NamedTuple):
     entries: Entries
     reference_arch: dict[str, str]
@@ -121,7 +109,7 @@ class _Measured(NamedTuple):
     drift_reference_ms: float | None
 
 
-def build_parts(space: Any, options: BuildOptions) -> TableParts:
+def build_parts(space: Any, options: BuildOptions) -> TableContents:
     """Measure every (shape, op) entry and the base of ``space`` (see :class:`BuildOptions`)."""
     started = time.perf_counter()
     target = torch.device(options.device) if options.device is not None else default_device()
@@ -146,7 +134,7 @@ def build_parts(space: Any, options: BuildOptions) -> TableParts:
 
     entries = measured.entries
     entries_sum = sum(entries[sites[s].shape][op] for s, op in measured.reference_arch.items())
-    return TableParts(
+    return TableContents(
         key=TableKey(
             device=name,
             torch=torch.__version__,

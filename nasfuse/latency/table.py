@@ -57,8 +57,8 @@ from nasfuse.latency.entries import (
 )
 from nasfuse.latency.sampling import arch_signature, random_arch, sample_archs
 from nasfuse.latency.table_file import (
-    TABLE_FORMAT,
     LatencyTableError,
+    TableContents,
     TableKey,
     default_table_path,
     expected_key,
@@ -114,21 +114,22 @@ class LatencyTable:
         self,
         key: TableKey,
         space_info: Mapping[str, Any],
+        measurement: Mapping[str, Any] | None,
         base_ms: float,
+        reference: Reference | None,
         entries: Entries,
         sites: Mapping[str, TableSite],
-        measurement: Mapping[str, Any] | None = None,
-        reference: Reference | None = None,
         calibration: Mapping[str, Any] | None = None,
         validation: Mapping[str, Any] | None = None,
     ) -> None:
+        """The parts of :class:`~nasfuse.latency.table_file.TableContents`, in its order."""
         self.key = key
         self.space_info = dict(space_info)
+        self.measurement = dict(measurement or {})
         self.base_ms = float(base_ms)
+        self.reference = reference
         self.entries = {shape: dict(ops) for shape, ops in entries.items()}
         self.sites = dict(sites)
-        self.measurement = dict(measurement or {})
-        self.reference = reference
         self.calibration = dict(calibration) if calibration else None
         self.validation = dict(validation) if validation else None
 
@@ -400,41 +401,28 @@ class LatencyTable:
         return result
 
     # -- files -------------------------------------------------------------------------
+    def contents(self) -> TableContents:
+        """The table as its file holds it, typed."""
+        return TableContents(
+            self.key,
+            self.space_info,
+            self.measurement,
+            self.base_ms,
+            self.reference,
+            self.entries,
+            self.sites,
+            self.calibration,
+            self.validation,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The table as plain data (what :meth:`save` writes)."""
-        return {
-            "format": TABLE_FORMAT,
-            "key": self.key.to_dict(),
-            "space": self.space_info,
-            "measurement": self.measurement,
-            "base_ms": self.base_ms,
-            "reference": self.reference.to_dict() if self.reference is not None else {},
-            "entries": {str(shape): ops for shape, ops in self.entries.items()},
-            "sites": {
-                name: {"shape": str(site.shape), "ops": list(site.ops)}
-                for name, site in self.sites.items()
-            },
-            "calibration": self.calibration,
-            "validation": self.validation,
-        }
+        return self.contents().to_data()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencyTable:
         """The inverse of :meth:`to_dict` (the format field is not checked here)."""
-        return cls(
-            key=TableKey.from_dict(data["key"]),
-            space_info=data["space"],
-            base_ms=data["base_ms"],
-            entries={ShapeKey.parse(shape): ops for shape, ops in data["entries"].items()},
-            sites={
-                name: TableSite(ShapeKey.parse(info["shape"]), tuple(info["ops"]))
-                for name, info in data["sites"].items()
-            },
-            measurement=data.get("measurement"),
-            reference=Reference.from_dict(data.get("reference")),
-            calibration=data.get("calibration"),
-            validation=data.get("validation"),
-        )
+        return cls(*TableContents.from_data(data))
 
     def save(self, path: str | Path) -> Path:
         """Write the table as indented JSON (atomically); returns the path."""

@@ -6,7 +6,7 @@ clock, space_hash), ``space`` (name, source, options), ``measurement`` (how it w
 how long it took), ``base_ms``, ``reference``, ``entries`` (shape -> op -> ms), ``sites``
 (site -> shape and allowed ops), ``calibration`` and ``validation``.
 
-:class:`TableKey` is the one place that says whether a table fits what it is used for:
+:class:`TableContents` is a table file in memory, typed; :class:`TableKey` is the one place that says whether a table fits what it is used for:
 :meth:`TableKey.mismatches` lists the differences, :func:`refuse_mismatch` raises on the
 first.
 """
@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import torch
 
 from nasfuse.files import atomic_write_text, safe_file_name
+from nasfuse.latency.entries import Entries, Reference, ShapeKey, TableSite
 from nasfuse.latency.measure import device_name_at
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "TABLE_FORMAT",
     "KeyMismatch",
     "LatencyTableError",
+    "TableContents",
     "TableKey",
     "default_table_path",
     "dtype_name",
@@ -110,6 +112,58 @@ class TableKey:
             for field in KEY_FIELDS
             if field in expected and found[field] != expected[field]
         ]
+
+
+class TableContents(NamedTuple):
+    """A table file in memory (the arguments of ``LatencyTable``), sections in file order
+    but ``format`` (see :data:`TABLE_FORMAT`)."""
+
+    key: TableKey
+    space_info: dict[str, Any]
+    measurement: dict[str, Any]
+    base_ms: float
+    reference: Reference | None
+    entries: Entries
+    sites: dict[str, TableSite]
+    calibration: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """The plain data of the file."""
+        return {
+            "format": TABLE_FORMAT,
+            "key": self.key.to_dict(),
+            "space": self.space_info,
+            "measurement": self.measurement,
+            "base_ms": self.base_ms,
+            "reference": self.reference.to_dict() if self.reference is not None else {},
+            "entries": {str(shape): ops for shape, ops in self.entries.items()},
+            "sites": {
+                name: {"shape": str(site.shape), "ops": list(site.ops)}
+                for name, site in self.sites.items()
+            },
+            "calibration": self.calibration,
+            "validation": self.validation,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> TableContents:
+        """The inverse of :meth:`to_data` (the format field is checked by
+        :func:`read_table_file`); raises KeyError, TypeError or ValueError on bad data."""
+        return cls(
+            key=TableKey.from_dict(data["key"]),
+            space_info=dict(data["space"]),
+            measurement=dict(data.get("measurement") or {}),
+            base_ms=float(data["base_ms"]),
+            reference=Reference.from_dict(data.get("reference")),
+            entries={ShapeKey.parse(shape): dict(ops) for shape, ops in data["entries"].items()},
+            sites={
+                name: TableSite(ShapeKey.parse(info["shape"]), tuple(info["ops"]))
+                for name, info in data["sites"].items()
+            },
+            calibration=data.get("calibration"),
+            validation=data.get("validation"),
+        )
 
 
 def dtype_name(dtype: torch.dtype) -> str:
