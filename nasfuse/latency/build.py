@@ -99,6 +99,13 @@ class BuildOptions:
         if self.method not in METHODS:
             raise ValueError(f"method must be 'network' or 'isolated', got {self.method!r}")
 
+    def network_timing(self, device: torch.device, threads: int) -> Timing:
+        """How every network is timed (``network_runs`` runs per round) on ``device``."""
+        shared = ("warmup", "rounds", "channels_last", "clock", "progress")
+        return Timing(
+            device, threads, runs=self.network_runs, **{f: getattr(self, f) for f in shared}
+        )
+
 
 class _Measured(NamedTuple):
     entries: Entries
@@ -116,16 +123,7 @@ def build_parts(space: Any, options: BuildOptions) -> TableContents:
     with thread_count(options.threads) as used_threads:
         name = device_name_at(target, used_threads)
     sites = table_sites(space)
-    timing = Timing(
-        device=target,
-        threads=used_threads,
-        warmup=options.warmup,
-        runs=options.network_runs,
-        rounds=options.rounds,
-        channels_last=options.channels_last,
-        clock=options.clock,
-        progress=options.progress,
-    )
+    timing = options.network_timing(target, used_threads)
     networks = SpaceNetworks(space, options.batch_size, options.dtype, options.num_classes)
     if options.method == "isolated":
         measured = _measure_isolated(networks, sites, timing, options)
