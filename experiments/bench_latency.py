@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from nasfuse.config import parse_overrides
-from nasfuse.latency import LatencyTable, format_errors, latency_errors
+from nasfuse.latency import BuildOptions, LatencyTable, format_errors, latency_errors
 from nasfuse.spaces import load_space
 
 TARGETS = {"median_abs_pct_error": 5.0, "within_10pct": 0.9, "kendall_tau": 0.8}
@@ -71,7 +71,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-drift-control",
         action="store_true",
-        help="do not measure the reference network between the others (see LatencyTable.build)",
+        help="do not measure the reference network between the others (see BuildOptions.drift_control)",
     )
     parser.add_argument(
         "--noise-archs", type=int, default=6, help="validation archs measured twice"
@@ -90,8 +90,7 @@ def main() -> int:
         f"python {platform.python_version()}, {args.threads} thread(s), clock {args.clock}, "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    table = LatencyTable.build(
-        space,
+    options = BuildOptions(
         batch_size=args.batch_size,
         threads=args.threads,
         runs=args.runs,
@@ -102,11 +101,12 @@ def main() -> int:
         clock=args.clock,
         drift_control=not args.no_drift_control,
     )
+    table = LatencyTable.build(space, options)
     build_seconds = table.measurement["build_seconds"]
     print(
         f"table built in {build_seconds:.1f} s: {table.measurement['op_entries']} op entries for "
         f"{len(table.sites)} sites, base {table.base_ms:.2f} ms, all-add "
-        f"{table.reference['measured_ms']:.2f} ms on {table.device}"
+        f"{table.reference.measured_ms:.2f} ms on {table.device}"
     )
 
     calibration_archs = table.sample_archs(

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 import nasfuse.latency.measure as measure_module
-import nasfuse.latency.table as table_module
+import nasfuse.latency.timing as timing_module
 from nasfuse.cli import main
 from nasfuse.latency import (
+    BuildOptions,
     LatencyStats,
     LatencyTable,
     LatencyTableError,
@@ -169,7 +170,7 @@ def tiny_space():
 
 @pytest.fixture(scope="module")
 def tiny_table(tiny_space) -> LatencyTable:
-    return LatencyTable.build(tiny_space, batch_size=4, **FAST)
+    return LatencyTable.build(tiny_space, BuildOptions(batch_size=4, **FAST))
 
 
 def test_all_add_prediction_is_base_plus_add_entries(tiny_space, tiny_table) -> None:
@@ -178,8 +179,8 @@ def test_all_add_prediction_is_base_plus_add_entries(tiny_space, tiny_table) -> 
     assert tiny_table.predict(arch, calibrated=False) == pytest.approx(expected)
     assert tiny_table.predict(arch) == pytest.approx(expected)  # not calibrated yet
     # the base is what the all-add network measured, less its add entries
-    assert tiny_table.reference["ops"] == ["add"]
-    assert expected == pytest.approx(tiny_table.reference["measured_ms"])
+    assert tiny_table.reference.ops == ["add"]
+    assert expected == pytest.approx(tiny_table.reference.measured_ms)
 
 
 def test_prediction_adds_the_entry_difference_of_one_swapped_site(tiny_space, tiny_table) -> None:
@@ -217,13 +218,13 @@ def test_sites_of_one_shape_share_measurements(tiny_space, monkeypatch, method) 
     def fake_ratio(model, reference, inputs=None, warmup=0, runs=1, **options):
         for _ in range(warmup + runs):
             model(inputs)
-        assert not any(isinstance(m, table_module._TimedFusion) for m in reference.modules())
+        assert not any(isinstance(m, timing_module.TimedFusion) for m in reference.modules())
         measured.append("against the reference")
         return RatioStats(1.0, 1.0, 1.0, 1.0, 1.0, runs, "cpu:x", 1)
 
-    monkeypatch.setattr(table_module, "measure_latency", fake_measure)
-    monkeypatch.setattr(table_module, "measure_ratio", fake_ratio)
-    table = LatencyTable.build(tiny_space, batch_size=2, method=method, **FAST)
+    monkeypatch.setattr(timing_module, "measure_latency", fake_measure)
+    monkeypatch.setattr(timing_module, "measure_ratio", fake_ratio)
+    table = LatencyTable.build(tiny_space, BuildOptions(batch_size=2, method=method, **FAST))
     distinct: dict[tuple, set] = {}
     for site in tiny_space.sites.values():
         key = (site.channels, site.num_inputs, site.height, site.width)
@@ -244,11 +245,9 @@ def test_sites_of_one_shape_share_measurements(tiny_space, monkeypatch, method) 
 
 def test_network_entries_account_for_the_reference_network(tiny_space, tiny_table) -> None:
     """With in-network timing the base is the add network less its timed fusion ops."""
-    add_network = tiny_table.reference["networks"]["add"]
-    assert tiny_table.base_ms == pytest.approx(
-        add_network["measured_ms"] - add_network["fusion_ms"]
-    )
-    assert 0 < add_network["fusion_ms"] < add_network["measured_ms"]
+    add_network = tiny_table.reference.networks["add"]
+    assert tiny_table.base_ms == pytest.approx(add_network.measured_ms - add_network.fusion_ms)
+    assert 0 < add_network.fusion_ms < add_network.measured_ms
 
 
 def test_table_file_round_trip_and_refusals(tiny_space, tiny_table, tmp_path) -> None:
@@ -390,7 +389,7 @@ def test_cli_build_and_validate_json(tiny_space, tmp_path, capsys) -> None:
 
 def test_cli_refuses_a_table_of_another_batch_size(tiny_space, tmp_path, capsys) -> None:
     space_file = os.path.join(os.path.dirname(__file__), "fixtures", "tiny_hrnet.yaml")
-    table = LatencyTable.build(tiny_space, batch_size=2, **FAST)
+    table = LatencyTable.build(tiny_space, BuildOptions(batch_size=2, **FAST))
     path = table.save(tmp_path / "t.json")
     code = main(
         [
@@ -438,14 +437,14 @@ def test_cli_measure_prints_stats_and_the_table_prediction(
 
 def test_corrected_entries_reproduce_each_per_op_network(tiny_space) -> None:
     """Each op's entries are scaled so its network's end-to-end time is predicted exactly."""
-    table = LatencyTable.build(tiny_space, batch_size=4, correct_entries=True, **FAST)
-    networks = table.reference["networks"]
-    assert networks["add"]["correction"] is None  # the reference keeps its timed entries
+    table = LatencyTable.build(tiny_space, BuildOptions(batch_size=4, correct_entries=True, **FAST))
+    networks = table.reference.networks
+    assert networks["add"].correction is None  # the reference keeps its timed entries
     for op, network in networks.items():
-        if network["correction"] is None:
+        if network.correction is None:
             continue  # a factor taken for noise is not applied
         arch = {name: op if op in site.ops else "add" for name, site in tiny_space.sites.items()}
-        assert table.predict_raw(arch) == pytest.approx(network["measured_ms"])
+        assert table.predict_raw(arch) == pytest.approx(network.measured_ms)
     with pytest.raises(ValueError, match="corrected already"):
         table.correct_entries()
 
@@ -510,8 +509,8 @@ def test_tables_take_out_drift_with_the_reference_network(tiny_space, monkeypatc
         model_ms, reference_ms = params(model) * now, params(reference) * now
         return RatioStats(ratio, ratio, ratio, model_ms, reference_ms, runs, "cpu:x", 1)
 
-    monkeypatch.setattr(table_module, "measure_latency", fake_measure)
-    monkeypatch.setattr(table_module, "measure_ratio", fake_ratio)
+    monkeypatch.setattr(timing_module, "measure_latency", fake_measure)
+    monkeypatch.setattr(timing_module, "measure_ratio", fake_ratio)
     archs = [random_arch(tiny_space, random.Random(seed)) for seed in range(4)]
     reference = tiny_space.uniform_arch("add")
 

@@ -336,13 +336,14 @@ def tiny_latency_table() -> dict:
 
     import torch
 
-    from nasfuse.latency import LatencyTable
+    from nasfuse.latency import BuildOptions, LatencyTable
     from nasfuse.spaces import load_space
 
     torch.set_num_threads(1)
     space = load_space(TINY_RESNET, {"width_mult": 1.0, "input_size": 16})
     table = LatencyTable.build(
-        space, batch_size=1, threads=1, runs=2, network_runs=2, warmup=1, progress=False
+        space,
+        BuildOptions(batch_size=1, threads=1, runs=2, network_runs=2, warmup=1, progress=False),
     )
     return json.loads(json.dumps(table.to_dict()))
 

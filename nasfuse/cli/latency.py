@@ -66,16 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--seed", type=int, default=0, help="seed of the calibration sample (default 0)"
     )
-    build.add_argument(
-        "--runs", type=int, default=30, help="timed runs per op and round (default 30)"
-    )
-    build.add_argument(
-        "--network-runs", type=int, default=8, help="timed runs per network and round (default 8)"
-    )
-    build.add_argument("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
-    build.add_argument(
-        "--warmup", type=int, default=2, help="untimed runs per measurement (default 2)"
-    )
+    # the run counts the table uses everywhere unless told otherwise
+    from nasfuse.latency.timing import DEFAULT_RUNS
+
+    for flag, default, what in (
+        ("--runs", DEFAULT_RUNS.runs, "timed runs per op and round"),
+        ("--network-runs", DEFAULT_RUNS.network_runs, "timed runs per network and round"),
+        ("--rounds", DEFAULT_RUNS.rounds, "interleaved rounds"),
+        ("--warmup", DEFAULT_RUNS.warmup, "untimed runs per measurement"),
+    ):
+        build.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     build.add_argument(
         "--method",
         choices=("network", "isolated"),
@@ -131,12 +131,11 @@ def _clock_note(clock: str) -> str:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from nasfuse.latency import LatencyTable, default_table_path, format_errors
+    from nasfuse.latency import BuildOptions, LatencyTable, default_table_path, format_errors
 
     space = load_space_from_args(args)
     out = args.out if args.out is not None else default_table_path(space, args.batch_size)
-    table = LatencyTable.build(
-        space,
+    options = BuildOptions(
         batch_size=args.batch_size,
         device=args.device,
         threads=args.threads,
@@ -149,6 +148,7 @@ def _build(args: argparse.Namespace) -> int:
         clock=args.clock,
         drift_control=args.drift_control,
     )
+    table = LatencyTable.build(space, options)
     print(
         f"latency table for {space.name} ({len(table.sites)} sites, "
         f"{table.measurement['op_entries']} op entries) built in "

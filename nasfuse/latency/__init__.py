@@ -9,24 +9,22 @@ Example:
 
 from __future__ import annotations
 
+from nasfuse.latency.build import BuildOptions
+from nasfuse.latency.calibration import format_errors, latency_errors
 from nasfuse.latency.measure import LatencyStats, RatioStats, measure_latency, measure_ratio
-from nasfuse.latency.table import (
-    LatencyTable,
-    LatencyTableError,
-    Measurements,
-    default_table_path,
-    format_errors,
-    latency_errors,
-    measure_archs,
-    random_arch,
-)
+from nasfuse.latency.sampling import random_arch
+from nasfuse.latency.table import LatencyTable
+from nasfuse.latency.table_file import LatencyTableError, TableKey, default_table_path
+from nasfuse.latency.timing import Measurements, measure_archs
 
 __all__ = [
+    "BuildOptions",
     "LatencyStats",
     "LatencyTable",
     "LatencyTableError",
     "Measurements",
     "RatioStats",
+    "TableKey",
     "default_table_path",
     "format_errors",
     "latency_errors",

@@ -267,7 +267,7 @@ def _check_latency_table(cfg: SearchConfig, run_dir: Path, space_options: dict) 
 
 
 def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPlan) -> Any:
-    from nasfuse.latency import LatencyTable
+    from nasfuse.latency import BuildOptions, LatencyTable
 
     path = run_dir / LATENCY_TABLE_FILE
     if path.is_file():
@@ -276,13 +276,13 @@ def _latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPla
     print(f"latency: building the table of {space.name} -> {path}", flush=True)
     # Quick: fewer timed runs, one round; otherwise the table's own defaults.
     light = {"runs": 10, "rounds": 1} if quick else {}
-    table = LatencyTable.build(
-        space,
+    options = BuildOptions(
         batch_size=_latency_batch_size(cfg),
         threads=1,
         clock=cfg.latency_clock,
         **light,
     )
+    table = LatencyTable.build(space, options)
     table.calibrate(space, samples=6 if quick else 20, seed=cfg.seed, **light)
     table.save(path)
     return table
