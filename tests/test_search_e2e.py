@@ -222,6 +222,15 @@ def test_the_summary_splits_the_stage_into_evaluation_and_driver_time(
     assert f"{stats.evaluation_seconds:.0f} s evaluating" in text and "in the driver" in text
 
 
+def test_the_sqlite_study_is_in_write_ahead_log_mode(finished_run: dict[str, Any]) -> None:
+    import sqlite3
+
+    # One commit per suggested parameter: with the default rollback journal each one
+    # waits for the disk (the driver's largest cost per trial).
+    with contextlib.closing(sqlite3.connect(finished_run["run_dir"] / "study.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_export_picks_again(finished_run: dict[str, Any], tmp_path: Path) -> None:
     import yaml
 

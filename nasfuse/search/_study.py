@@ -102,9 +102,31 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(url))
     if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url)
+        return _fast_sqlite(optuna.storages.RDBStorage(url))
     # A server may drop idle connections during a long trial: test each before use.
     return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
+def _fast_sqlite(storage: optuna.storages.RDBStorage) -> optuna.storages.RDBStorage:
+    """SQLite in write-ahead-log mode with ``synchronous=NORMAL``.
+
+    Optuna commits once per suggested parameter (72 per trial for hrnet_lite), and each
+    commit of SQLite's default rollback journal waits for the disk: about 16 ms apiece
+    here, over a second per trial. With a write-ahead log a commit is an append, synced at
+    checkpoints; a killed process loses nothing committed, and a power cut can lose at most
+    the last commits, never the file's consistency.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(storage.engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    storage.engine.dispose()  # the connections opened so far lack the pragmas
+    return storage
 
 
 def masked_url(url: str) -> str:
