@@ -20,6 +20,7 @@ Run (about a minute on an idle 2-core CPU):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 import tempfile
@@ -53,31 +54,15 @@ def parse_args() -> argparse.Namespace:
 
 
 def quick_trainer_config(space: str, budget: str, threads: int | None):
-    """The SupernetTrainConfig a search with this budget trains (one epoch of it)."""
+    """The SupernetTrainConfig a search with this budget trains, and the budget's plan."""
     from nasfuse.search import SearchConfig
     from nasfuse.search._config import resolve_plan
-    from nasfuse.search._driver import _depth_options
-    from nasfuse.training import SupernetTrainConfig
+    from nasfuse.search._driver import search_space_options, supernet_train_config
 
-    cfg = SearchConfig(space=space, budget=budget)
+    cfg = SearchConfig(space=space, budget=budget, threads=threads)
     plan = resolve_plan(cfg)
-    options = {"width_mult": plan.width_mult}
-    if plan.input_size is not None:
-        options["input_size"] = plan.input_size
-    options.update(_depth_options(space, options, plan.hrnet_modules))
-    train_cfg = SupernetTrainConfig(
-        space=space,
-        space_options=options,
-        dataset=cfg.dataset,
-        epochs=plan.supernet_epochs,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        eval_archs=2,
-        eval_calib_batches=plan.calib_batches,
-        threads=threads,
-        progress=False,
-    )
-    return train_cfg, plan
+    train_cfg = supernet_train_config(cfg, plan, search_space_options(cfg, plan))
+    return dataclasses.replace(train_cfg, progress=False), plan
 
 
 def phase_times(prof: profile) -> dict[str, tuple[float, int]]:

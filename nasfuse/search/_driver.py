@@ -183,15 +183,24 @@ def _check_study_storage(cfg: SearchConfig, resume: bool) -> None:
         )
 
 
-def _supernet(cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options: dict) -> Any:
-    from nasfuse.training import SupernetTrainConfig, load_supernet, train_supernet
-
+def search_space_options(cfg: SearchConfig, plan: SearchPlan) -> dict[str, Any]:
+    """The space options a search runs with: a given supernet's exactly, else the user's
+    with the plan's width, input size and HRNet depth."""
     if cfg.supernet:
-        return load_supernet(cfg.supernet)
-    checkpoint = run_dir / SUPERNET_DIR / "supernet.pt"
-    done_marker = run_dir / SUPERNET_DIR / "done"
-    if checkpoint.is_file() and done_marker.is_file():
-        return load_supernet(checkpoint)
+        return dict(cfg.space_options)  # the checkpoint's, exactly
+    options = {**cfg.space_options, "width_mult": plan.width_mult}
+    if plan.input_size is not None:
+        options["input_size"] = plan.input_size
+    options.update(_depth_options(cfg.space, options, plan.hrnet_modules))
+    return options
+
+
+def supernet_train_config(
+    cfg: SearchConfig, plan: SearchPlan, space_options: dict[str, Any]
+) -> Any:
+    """The :class:`~nasfuse.training.SupernetTrainConfig` a search trains its supernet with."""
+    from nasfuse.training import SupernetTrainConfig
+
     train_cfg = SupernetTrainConfig(
         space=cfg.space,
         space_options=space_options,
@@ -206,11 +215,23 @@ def _supernet(cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options:
         eval_calib_batches=plan.calib_batches,
         threads=cfg.threads,
     )
-    train_cfg = config_from_dict(
+    return config_from_dict(
         SupernetTrainConfig,
         {**dataclasses.asdict(train_cfg), **cfg.supernet_options},
         "search config: supernet_options",
     )
+
+
+def _supernet(cfg: SearchConfig, plan: SearchPlan, run_dir: Path, space_options: dict) -> Any:
+    from nasfuse.training import load_supernet, train_supernet
+
+    if cfg.supernet:
+        return load_supernet(cfg.supernet)
+    checkpoint = run_dir / SUPERNET_DIR / "supernet.pt"
+    done_marker = run_dir / SUPERNET_DIR / "done"
+    if checkpoint.is_file() and done_marker.is_file():
+        return load_supernet(checkpoint)
+    train_cfg = supernet_train_config(cfg, plan, space_options)
     print(f"supernet: training {plan.supernet_epochs} epochs -> {checkpoint}", flush=True)
     path = train_supernet(train_cfg, run_dir / SUPERNET_DIR, resume=checkpoint.is_file())
     atomic_write_text(done_marker, "trained\n")
@@ -352,13 +373,7 @@ def run_search(
     print(plan.describe(), flush=True)
     print(f"run directory: {run_dir}", flush=True)
 
-    if cfg.supernet:
-        space_options = dict(cfg.space_options)  # the checkpoint's, exactly
-    else:
-        space_options = {**cfg.space_options, "width_mult": plan.width_mult}
-        if plan.input_size is not None:
-            space_options["input_size"] = plan.input_size
-        space_options.update(_depth_options(cfg.space, space_options, plan.hrnet_modules))
+    space_options = search_space_options(cfg, plan)
     _check_latency_table(cfg, run_dir, space_options)
     supernet = _supernet(cfg, plan, run_dir, space_options)
     space = supernet.space
