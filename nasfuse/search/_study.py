@@ -104,7 +104,27 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite"):
         return _fast_sqlite(optuna.storages.RDBStorage(url))
     # A server may drop idle connections during a long trial: test each before use.
-    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    return _server_rdb(url, engine_kwargs={"pool_pre_ping": True})
+
+
+def _server_rdb(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
+    """An RDB storage on a database server several drivers may open at the same moment.
+
+    Optuna creates its tables on first use; two drivers started together on an empty
+    database both try, and the later one fails with a unique violation or a duplicate
+    table (seen on PostgreSQL: the ``studydirection`` enum, ``alembic_version``). The other
+    driver is creating the schema: wait a moment and open it again.
+    """
+    import time
+
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for pause in (0.5, 1.0, 1.5):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (IntegrityError, ProgrammingError):
+            time.sleep(pause)
+    return optuna.storages.RDBStorage(url, **kwargs)
 
 
 def _fast_sqlite(storage: optuna.storages.RDBStorage) -> optuna.storages.RDBStorage:
