@@ -320,8 +320,11 @@ def run_ranking(recipe: dict[str, Any], args: argparse.Namespace, command: str) 
     for (sampler, run_dir), scoring in itertools.product(
         zip(recipe["samplers"], dirs, strict=True), scorings
     ):
+        # A costly scoring (few-shot) may name the samplers it is run for.
+        if sampler not in scoring.get("samplers", recipe["samplers"]):
+            continue
         shutil.copyfile(table, run_dir / "latency_table.json")
-        method = {key: value for key, value in scoring.items() if key != "name"}
+        method = {key: value for key, value in scoring.items() if key not in ("name", "samplers")}
         row = sampler if len(scorings) == 1 else f"{sampler}, {scoring['name']}"
         cfg = ValidationConfig(
             **method,
