@@ -394,3 +394,21 @@ def test_memory_floor_counts_the_weights_of_the_real_networks(name: str) -> None
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     assert memory_floor(space).weights == bytes_per_weight * count(plain)
     assert memory_floor(space, every_op=True).weights == bytes_per_weight * count(supernet)
+
+
+def test_narrowing_the_ops_drops_the_removed_ops_rules() -> None:
+    # resnet20.yaml restricts cmgm by size; an op list without cmgm must still load, and
+    # the remaining ops' sites are unchanged.
+    space = load_space("resnet20", {"ops": ["add", "concat"]})
+    assert space.config["ops"] == ["add", "concat"]
+    assert "cmgm" not in space.config["restrict"]
+    full = load_space("resnet20")
+    assert list(space.sites) == list(full.sites)
+
+
+def test_a_rule_for_an_op_the_file_does_not_offer_is_still_refused(tmp_path) -> None:
+    text = (Path(__file__).parent.parent / "search_spaces" / "resnet20.yaml").read_text()
+    path = tmp_path / "narrow.yaml"
+    path.write_text(text.replace("ops: [add, concat, dwff, aff, iaff, cmgm, dynconv, pmfs]", "ops: [add]"))
+    with pytest.raises(SpaceError, match="restrict.cmgm"):
+        load_space(path)

@@ -396,6 +396,11 @@ def load_space(name_or_path: str | Path, overrides: Mapping[str, Any] | None = N
     if options:
         label = f"{path} (with overrides {options})"
         raw = apply_overrides(raw, options, label)
+        narrowed = "ops" in options and "restrict" not in options
+        if narrowed and isinstance(raw.get("restrict"), dict) and isinstance(raw["ops"], list):
+            # Narrowing the op list drops the file's rules of the ops it removed; a rule
+            # for an unknown op written in the file itself is still refused.
+            raw["restrict"] = {op: rule for op, rule in raw["restrict"].items() if op in raw["ops"]}
     config, sites = resolve_space(raw, Where(label))
     space = SearchSpace(config, sites, source, options)
     check_training_memory(space, 1, label)
