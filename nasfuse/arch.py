@@ -275,17 +275,8 @@ def read_arch(path: str | Path, space: SearchSpace | None = None) -> ArchFile:
             space = load_space(recorded, options)
         except (SpaceError, FileNotFoundError) as exc:
             raise SpaceError(f"{path}: cannot load its space {recorded!r}: {exc}") from exc
-    if str(document["space_hash"]) != space.hash:
-        if recorded not in (space.source, space.name):
-            raise SpaceError(
-                f"{path}: this architecture is for space {recorded!r}, not {space.name!r} "
-                f"(hash {document['space_hash']} != {space.hash})"
-            )
-        raise SpaceError(
-            f"{path}: space {recorded!r} has changed since this architecture was saved: "
-            f"hash {document['space_hash']} (options {dict(options)}) != {space.hash} "
-            f"(options {space.options}); the space file was edited or loaded with other options"
-        )
+    remedy = "use the space it was saved for, or save the architecture again for this one"
+    space.check_hash(document, "this architecture", path, remedy)
     arch = document["arch"]
     if not isinstance(arch, Mapping):
         raise SpaceError(f"{path}: key 'arch': expected a mapping of site -> op, got {arch!r}")

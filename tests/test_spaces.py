@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasfuse.files import CheckpointError
 from nasfuse.ops import list_ops
-from nasfuse.spaces import SearchSpace, SpaceError, list_spaces, load_space
+from nasfuse.spaces import SearchSpace, SpaceError, SpaceMismatchError, list_spaces, load_space
 from nasfuse.supernet import build_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -123,6 +124,31 @@ def test_overrides_are_applied_recorded_and_hashed() -> None:
     fewer = load_space(TINY_HRNET, {"stages.1.blocks": 2})
     assert len(fewer.sites) == len(base.sites) + 3
     assert load_space(TINY_HRNET, {}).hash == base.hash
+
+
+def test_check_hash_of_an_edited_space_names_both_hashes_options_and_remedy() -> None:
+    space = load_space(TINY_HRNET)
+    space.check_hash(space, "this file", "here.yaml", "never said")  # the same: no error
+    half = load_space(TINY_HRNET, {"width_mult": 0.5})
+    with pytest.raises(SpaceMismatchError) as info:
+        space.check_hash(half, "this file", "here.yaml", "do X")
+    message = str(info.value)
+    assert message.startswith("here.yaml: space 'tiny_hrnet' has changed since this file was saved")
+    assert half.hash in message and space.hash in message
+    assert "{'width_mult': 0.5}" in message and message.endswith("; do X")
+    # One type for every caller: a space refusal and a checkpoint refusal at once.
+    assert isinstance(info.value, SpaceError) and isinstance(info.value, CheckpointError)
+
+
+def test_check_hash_of_another_space_names_both_spaces() -> None:
+    hrnet, resnet = load_space(TINY_HRNET), load_space(TINY_RESNET)
+    record = {"space_name": resnet.name, "space_hash": resnet.hash}  # as a checkpoint keeps it
+    with pytest.raises(SpaceMismatchError) as info:
+        hrnet.check_hash(record, "this supernet", "sn.pt", "do Y")
+    message = str(info.value)
+    assert message.startswith("sn.pt: this supernet is for space 'tiny_resnet'")
+    assert f"(hash {resnet.hash}, options not recorded), not 'tiny_hrnet'" in message
+    assert f"(hash {hrnet.hash}, options {{}}); do Y" in message
 
 
 def test_space_loads_from_a_path_like_from_its_name() -> None:

@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from nasfuse.spaces._net import FusionNet
 from nasfuse.spaces._schema import SpaceError
-from nasfuse.spaces._space import SearchSpace, Site, list_spaces, load_space
+from nasfuse.spaces._space import SearchSpace, Site, SpaceMismatchError, list_spaces, load_space
 
-__all__ = ["FusionNet", "SearchSpace", "Site", "SpaceError", "list_spaces", "load_space"]
+__all__ = [
+    "FusionNet",
+    "SearchSpace",
+    "Site",
+    "SpaceError",
+    "SpaceMismatchError",
+    "list_spaces",
+    "load_space",
+]

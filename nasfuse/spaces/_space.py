@@ -46,7 +46,15 @@ from nasfuse.spaces._schema import (
     get_number,
 )
 
-__all__ = ["Site", "SearchSpace", "load_space", "list_spaces", "shipped_space_dirs", "FAMILIES"]
+__all__ = [
+    "Site",
+    "SearchSpace",
+    "SpaceMismatchError",
+    "load_space",
+    "list_spaces",
+    "shipped_space_dirs",
+    "FAMILIES",
+]
 
 FAMILIES: dict[str, ModuleType] = {"hrnet": hrnet, "resnet": resnet}
 COMMON_KEYS = (
@@ -60,6 +68,16 @@ COMMON_KEYS = (
     "restrict",
 )
 RULE_KEYS = ("max_hw", "min_hw", "max_channels", "sites")
+
+
+class SpaceMismatchError(SpaceError, files.CheckpointError):
+    """Something recorded for one space met another one, or this one after it changed.
+
+    Raised by :meth:`SearchSpace.check_hash` for architecture files, checkpoints and
+    studies alike. It is a :class:`SpaceError` (the space does not fit) and a
+    :class:`~nasfuse.files.CheckpointError` (a refused checkpoint), so that a caller
+    catching either kind of refusal catches this one too.
+    """
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,46 @@ class SearchSpace:
     def size(self) -> int:
         """Number of architectures: the product over sites of the number of allowed ops."""
         return math.prod(len(site.ops) for site in self.sites.values())
+
+    def check_hash(
+        self, found: SearchSpace | Mapping[str, Any], what: str, where: str | Path, remedy: str
+    ) -> None:
+        """Refuse ``what`` unless it was recorded for this space as it is now.
+
+        Every place that reads a space hash back (architecture files, supernet and model
+        checkpoints, a search's study) checks it here, so a refusal always names both
+        hashes, both sets of options and what to do about it.
+
+        Args:
+            found: the space ``what`` was made with, or the record ``what`` keeps of it:
+                a mapping with ``space_hash`` and, if known, ``space_name`` or ``space``
+                (a name or source) and ``space_options``, as architecture files,
+                checkpoints and studies hold them.
+            what: the thing refused, as the subject of a sentence (``"this architecture"``).
+            where: the file or folder it was read from; the message starts with it.
+            remedy: what the user can do, e.g. ``"train a supernet for this space"``.
+
+        Raises:
+            SpaceMismatchError: if the recorded hash is not this space's hash. A record
+                naming no space, or this one, means this space edited or loaded with other
+                options; the message says which of the two cases it is.
+
+        Example:
+            >>> space.check_hash(checkpoint, "this model", "model.pt", "retrain it")
+        """
+        found_hash, found_name, options = _recorded_space(found)
+        if found_hash == self.hash:
+            return
+        if found_name is None or found_name in (self.name, self.source):
+            raise SpaceMismatchError(
+                f"{where}: space {self.name!r} has changed since {what} was saved: hash "
+                f"{found_hash} (options {options}) != {self.hash} (options {self.options}); "
+                f"the space file was edited or loaded with other options; {remedy}"
+            )
+        raise SpaceMismatchError(
+            f"{where}: {what} is for space {found_name!r} (hash {found_hash}, options "
+            f"{options}), not {self.name!r} (hash {self.hash}, options {self.options}); {remedy}"
+        )
 
     def validate_arch(
         self, arch: Mapping[str, str], source: str = "architecture"
@@ -209,6 +267,19 @@ class SearchSpace:
         ``(B, num_classes)``; ``site_paths`` says where each site's module sits.
         """
         return FAMILIES[self.family].Network(self, make_fusion, num_classes, in_chans)
+
+
+def _recorded_space(found: SearchSpace | Mapping[str, Any]) -> tuple[str, str | None, Any]:
+    """``(hash, name or source or None, options or "not recorded")`` of a space or a record."""
+    if isinstance(found, SearchSpace):
+        return found.hash, found.name, found.options
+    name = found.get("space_name", found.get("space"))
+    options = dict(found.get("space_options") or {}) if "space_options" in found else None
+    return (
+        str(found.get("space_hash")),
+        None if name is None else str(name),
+        "not recorded" if options is None else options,
+    )
 
 
 def shipped_space_dirs() -> list[Path]:
