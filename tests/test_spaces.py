@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasfuse.arch import arch_hash
 from nasfuse.files import CheckpointError
 from nasfuse.ops import list_ops
 from nasfuse.spaces import SearchSpace, SpaceError, SpaceMismatchError, list_spaces, load_space
@@ -149,6 +151,38 @@ def test_check_hash_of_another_space_names_both_spaces() -> None:
     assert message.startswith("sn.pt: this supernet is for space 'tiny_resnet'")
     assert f"(hash {resnet.hash}, options not recorded), not 'tiny_hrnet'" in message
     assert f"(hash {hrnet.hash}, options {{}}); do Y" in message
+
+
+def test_every_random_architecture_is_the_space_s_draw_as_before() -> None:
+    """The latency table's samples, validation's mixed pool and the training sampler all
+    draw through SearchSpace.random_arch; the hashes were drawn before they did, so the
+    same seeds still give the same architectures (saved sampler states, pools, tables)."""
+    from nasfuse.latency import random_arch
+    from nasfuse.training.samplers import UniformSampler
+    from nasfuse.validation import mixed_random_arch
+
+    space = load_space("hrnet_lite")
+    assert arch_hash(random_arch(space, random.Random(3))) == "7ccadb044e29f8d9"
+    assert random_arch(space, random.Random(3)) == space.random_arch(3)
+    rng = random.Random(5)
+    mixed = [arch_hash(mixed_random_arch(space, rng)) for _ in range(3)]
+    assert mixed == ["fc5995eb065839ad", "42c6cb06c897fed4", "f6afbb3132eda275"]
+    sampler = UniformSampler(space, seed=7, fixed={"stage3.module0.fuse.branch1": "add"})
+    drawn = [sampler.next_arch() for _ in range(3)]
+    assert [arch_hash(arch) for arch in drawn] == [
+        "e3df697b2b3c7730",
+        "bef949e7e860097a",
+        "7155ce55e2e49ce4",
+    ]
+    assert all(arch["stage3.module0.fuse.branch1"] == "add" for arch in drawn)
+
+
+def test_random_arch_within_ops_falls_back_where_a_site_allows_none() -> None:
+    space = load_space("hrnet_lite")
+    arch = space.random_arch(0, ops={"cmgm"})  # cmgm is allowed at the small sites only
+    for name, site in space.sites.items():
+        assert arch[name] == "cmgm" if "cmgm" in site.ops else arch[name] in site.ops
+    assert set(arch.values()) != {"cmgm"}
 
 
 def test_space_loads_from_a_path_like_from_its_name() -> None:

@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -230,17 +230,45 @@ class SearchSpace:
             )
         return {name: op for name in self.sites}
 
-    def random_arch(self, rng: random.Random | int | None = None) -> dict[str, str]:
-        """An architecture drawn uniformly: each site's op independently.
+    def random_arch(
+        self,
+        rng: random.Random | int | None = None,
+        ops: Collection[str] | None = None,
+        fixed: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """An architecture drawn uniformly: each site's op independently, one draw a site.
+
+        Every random architecture in nasfuse comes from here (the supernet's and the
+        training sampler's paths, the latency table's samples, validation's pool), so one
+        seed gives one architecture whichever stage asks.
 
         Args:
             rng: a ``random.Random``, a seed, or None for the ``random`` module's global
                 generator (seeded by ``nasfuse.runtime.seed_everything``).
+            ops: draw each site's op from its allowed ops within ``ops``; a site allowing
+                none of them draws from all its allowed ops. None: no limit.
+            fixed: sites held at one op (not checked here). They still take their draw,
+                so that a training sampler's sequence, saved in checkpoints, stays the one
+                it has always been.
+
+        Example:
+            >>> space.random_arch(0) == space.random_arch(random.Random(0))
+            True
         """
         if isinstance(rng, int) and not isinstance(rng, bool):
             rng = random.Random(rng)
         generator = rng if rng is not None else random
-        return {name: generator.choice(site.ops) for name, site in self.sites.items()}
+        fixed = fixed or {}
+        arch = {}
+        for name, site in self.sites.items():
+            if name in fixed:
+                choices: tuple[str, ...] = (fixed[name],)
+            elif ops is None:
+                choices = site.ops
+            else:
+                choices = tuple(op for op in site.ops if op in ops) or site.ops
+            arch[name] = generator.choice(choices)
+        return arch
 
     def check_training_memory(self, batch_size: int, every_op: bool = False) -> None:
         """Refuse this space if training it at ``batch_size`` cannot fit in this machine's RAM.
