@@ -14,8 +14,24 @@ from torch import nn
 from nasfuse.arch import arch_hash
 from nasfuse.files import CheckpointError
 from nasfuse.ops import list_ops
-from nasfuse.spaces import SearchSpace, SpaceError, SpaceMismatchError, list_spaces, load_space
-from nasfuse.supernet import build_model
+from nasfuse.spaces import (
+    Family,
+    FusionNet,
+    SearchSpace,
+    Site,
+    SpaceError,
+    SpaceMismatchError,
+    get_family,
+    list_families,
+    list_spaces,
+    load_space,
+    register_family,
+    registered_at,
+    unregister_family,
+)
+from nasfuse.spaces._net import conv_bn
+from nasfuse.spaces._schema import Where, get_int, get_list
+from nasfuse.supernet import Supernet, build_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_HRNET = FIXTURES / "tiny_hrnet.yaml"
@@ -454,3 +470,88 @@ def test_memory_floor_counts_the_weights_of_the_real_networks(name: str) -> None
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     assert memory_floor(space).weights == bytes_per_weight * count(plain)
     assert memory_floor(space, every_op=True).weights == bytes_per_weight * count(supernet)
+
+
+# ------------------------------------------------------------------ the family registry
+def test_the_shipped_families_are_registered_and_their_spaces_listed() -> None:
+    assert {"hrnet", "resnet"} <= set(list_families())
+    assert {"hrnet_lite", "resnet20"} <= set(list_spaces())
+    for name in ("hrnet_lite", "resnet20"):
+        space = load_space(name)
+        assert get_family(space.family).name == space.family
+    assert registered_at("resnet").startswith(str(Path(nasfuse_spaces_dir(), "resnet.py")))
+
+
+def nasfuse_spaces_dir() -> Path:
+    import nasfuse.spaces
+
+    return Path(nasfuse.spaces.__file__).parent
+
+
+def test_a_family_name_registered_twice_is_refused_naming_the_first() -> None:
+    resnet = get_family("resnet")
+    first = registered_at("resnet")
+    with pytest.raises(ValueError, match=rf"'resnet' is already registered \(at {first}\)"):
+        register_family(
+            Family("resnet", resnet.keys, resnet.resolve, resnet.layout, resnet.network)
+        )
+    assert get_family("resnet") is resnet and registered_at("resnet") == first
+
+
+def test_an_unknown_family_names_the_registered_ones(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(TINY_RESNET.read_text().replace("family: resnet", "family: vgg"))
+    with pytest.raises(SpaceError, match=r"key 'family': expected one of .*resnet.*, got 'vgg'"):
+        load_space(path)
+
+
+def _plain_resolve(raw, where: Where) -> dict:
+    widths = get_list(raw, "stages", where)
+    return {"stages": [get_int({"width": w}, "width", where.child("stages")) for w in widths]}
+
+
+def _plain_layout(config) -> list[tuple[str, int, int, int, int]]:
+    size = config["input_size"]
+    return [(f"block{i}", width, 2, size, size) for i, width in enumerate(config["stages"])]
+
+
+class PlainNet(FusionNet):
+    """A test family: a 3x3 conv per site, whose output is fused with its input."""
+
+    def __init__(self, space: SearchSpace, make_fusion, num_classes: int, in_chans: int) -> None:
+        layout = _plain_layout(space.config)
+        super().__init__(space, layout[-1][1], num_classes)
+        self.stem = conv_bn(in_chans, layout[0][1], 3)
+        self.convs = nn.ModuleList(conv_bn(width, width, 3) for _, width, *_ in layout)
+        self.fusions = nn.ModuleList(make_fusion(space.sites[name]) for name, *_ in layout)
+        self.register_sites({name: f for (name, *_), f in zip(layout, self.fusions, strict=True)})
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for conv, fusion in zip(self.convs, self.fusions, strict=True):
+            x = fusion([conv(x), x])
+        return x
+
+
+@pytest.fixture
+def plain_family():
+    family = register_family(Family("plain", ("stages",), _plain_resolve, _plain_layout, PlainNet))
+    yield family
+    unregister_family("plain")
+
+
+def test_a_family_registered_in_a_test_loads_and_builds(plain_family, tmp_path: Path) -> None:
+    assert "plain" in list_families()
+    path = tmp_path / "plain.yaml"
+    path.write_text(
+        "name: plain4\nfamily: plain\ninput_size: 8\nstages: [4, 4]\nops: [add, concat]\n"
+    )
+    space = load_space(path)
+    assert list(space.sites) == ["block0", "block1"]
+    assert space.sites["block1"] == Site("block1", 4, 2, 8, 8, ("add", "concat"))
+    model = build_model(space, space.uniform_arch("concat"), num_classes=3)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 3)
+    assert_site_shapes_match_forward(space)
+    supernet = Supernet(space, num_classes=3)
+    supernet.set_arch(supernet.sample_arch(rng=0))
+    assert supernet(torch.randn(2, 3, 8, 8)).shape == (2, 3)

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from nasfuse.spaces._space import SearchSpace, Site
+    from nasfuse.spaces._site import Site
+    from nasfuse.spaces._space import SearchSpace
 
 __all__ = ["MemoryFloor", "memory_floor", "physical_memory_bytes", "check_training_memory"]
 

@@ -3,7 +3,7 @@
 A space file (see ``search_spaces/*.yaml``) holds common keys and its family's keys::
 
     name: hrnet_lite             # required
-    family: hrnet                # required: hrnet | resnet
+    family: hrnet                # required: a registered family (hrnet, resnet)
     description: ...             # optional, not part of the hash
     input_size: 32               # square input side; site shapes are computed at this size
     in_chans: 3
@@ -11,7 +11,7 @@ A space file (see ``search_spaces/*.yaml``) holds common keys and its family's k
     ops: [add, concat, aff]      # the ops allowed at every site ...
     restrict:                    # ... unless a rule below removes one from a site
       cmgm: {max_hw: 256}        # keys: max_hw, min_hw, max_channels, sites (fnmatch globs)
-    # family keys: see nasfuse/spaces/hrnet.py and resnet.py
+    # family keys: see nasfuse/spaces/hrnet.py and resnet.py (the registered families)
 
 Every site name is matched against ``restrict.<op>.sites`` with ``fnmatch`` (so
 ``"*.fuse.*"`` keeps an op to fuse layers); ``max_hw``/``min_hw`` compare ``H * W`` at the
@@ -27,15 +27,13 @@ import json
 import math
 import random
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from torch import nn
 
 from nasfuse import files
-from nasfuse.spaces import hrnet, resnet
+from nasfuse.spaces._family import get_family
 from nasfuse.spaces._memory import check_training_memory
 from nasfuse.spaces._schema import (
     SpaceError,
@@ -45,6 +43,7 @@ from nasfuse.spaces._schema import (
     get_list,
     get_number,
 )
+from nasfuse.spaces._site import Site
 
 __all__ = [
     "Site",
@@ -53,10 +52,8 @@ __all__ = [
     "load_space",
     "list_spaces",
     "shipped_space_dirs",
-    "FAMILIES",
 ]
 
-FAMILIES: dict[str, ModuleType] = {"hrnet": hrnet, "resnet": resnet}
 COMMON_KEYS = (
     "name",
     "family",
@@ -80,27 +77,6 @@ class SpaceMismatchError(SpaceError, files.CheckpointError):
     """
 
 
-@dataclass(frozen=True)
-class Site:
-    """One place where the search picks an op: K aligned ``(B, channels, height, width)`` inputs.
-
-    Attributes:
-        name: readable, e.g. ``"stage3.module1.fuse.branch2"`` or ``"layer1.0"``.
-        channels: C.
-        num_inputs: K; the first input is the main path.
-        height: H at the space's input size.
-        width: W at the space's input size.
-        ops: the ops allowed here, in the order of the space's ``ops`` list.
-    """
-
-    name: str
-    channels: int
-    num_inputs: int
-    height: int
-    width: int
-    ops: tuple[str, ...]
-
-
 class SearchSpace:
     """A validated search space: its resolved config and its fusion sites.
 
@@ -108,7 +84,7 @@ class SearchSpace:
 
     Attributes:
         name: the space's ``name`` key, e.g. ``"hrnet_lite"``.
-        family: ``"hrnet"`` or ``"resnet"``.
+        family: the registered family it belongs to (``"hrnet"``, ``"resnet"``, ...).
         source: the shipped name or the file path it was loaded from.
         options: the overrides applied on load, e.g. ``{"width_mult": 0.5}``.
         config: the resolved config (defaults filled in, overrides applied).
@@ -294,7 +270,7 @@ class SearchSpace:
         Returns a ``FusionNet``: ``forward(x)`` maps ``(B, in_chans, H, W)`` to
         ``(B, num_classes)``; ``site_paths`` says where each site's module sits.
         """
-        return FAMILIES[self.family].Network(self, make_fusion, num_classes, in_chans)
+        return get_family(self.family).network(self, make_fusion, num_classes, in_chans)
 
 
 def _recorded_space(found: SearchSpace | Mapping[str, Any]) -> tuple[str, str | None, Any]:
@@ -426,12 +402,9 @@ def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any],
 
     if not isinstance(raw, Mapping) or "family" not in raw:
         check_keys(raw, COMMON_KEYS, ("family",), where)
-    family_name = raw["family"]
-    if family_name not in FAMILIES:
-        raise where.error("family", f"expected one of {', '.join(FAMILIES)}, got {family_name!r}")
-    family = FAMILIES[family_name]
+    family = get_family(raw["family"], where)
     check_keys(
-        raw, COMMON_KEYS + family.KEYS, ("name", "family", "input_size", "ops", "stages"), where
+        raw, COMMON_KEYS + family.keys, ("name", "family", "input_size", "ops", "stages"), where
     )
     if not isinstance(raw["name"], str) or not raw["name"]:
         raise where.error("name", f"expected a non-empty string, got {raw['name']!r}")
@@ -444,7 +417,7 @@ def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any],
         raise where.error("ops", f"an op is listed twice in {ops!r}")
     config: dict[str, Any] = {
         "name": raw["name"],
-        "family": family_name,
+        "family": family.name,
         "description": str(raw.get("description", "")),
         "input_size": get_int(raw, "input_size", where),
         "in_chans": get_int(raw, "in_chans", where, default=3),
@@ -454,7 +427,7 @@ def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any],
     }
     config.update(family.resolve(raw, where))
     sites = []
-    for name, channels, num_inputs, height, width in family.site_shapes(config):
+    for name, channels, num_inputs, height, width in family.layout(config):
         allowed = tuple(
             op
             for op in ops
