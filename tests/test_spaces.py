@@ -24,6 +24,7 @@ from nasfuse.spaces import (
     get_family,
     list_families,
     list_spaces,
+    load_recorded_space,
     load_space,
     register_family,
     registered_at,
@@ -199,6 +200,17 @@ def test_random_arch_within_ops_falls_back_where_a_site_allows_none() -> None:
     for name, site in space.sites.items():
         assert arch[name] == "cmgm" if "cmgm" in site.ops else arch[name] in site.ops
     assert set(arch.values()) != {"cmgm"}
+
+
+def test_load_recorded_space_loads_it_as_recorded_or_refuses(tmp_path: Path) -> None:
+    half = load_space(TINY_HRNET, {"width_mult": 0.5})
+    record = {"space": str(TINY_HRNET), "space_options": half.options, "space_hash": half.hash}
+    assert load_recorded_space(record, "this file", "f.yaml", "do Z").hash == half.hash
+    with pytest.raises(SpaceMismatchError, match=r"f\.yaml: space 'tiny_hrnet' has changed"):
+        load_recorded_space({**record, "space_options": {}}, "this file", "f.yaml", "do Z")
+    gone = {**record, "space": str(tmp_path / "gone.yaml")}
+    with pytest.raises(SpaceMismatchError, match=r"f\.yaml: cannot load the space .*gone.*; do Z"):
+        load_recorded_space(gone, "this file", "f.yaml", "do Z")
 
 
 def test_space_loads_from_a_path_like_from_its_name() -> None:

@@ -24,7 +24,13 @@ from nasfuse.spaces._family import (
 from nasfuse.spaces._net import FusionNet
 from nasfuse.spaces._schema import SpaceError
 from nasfuse.spaces._site import Site
-from nasfuse.spaces._space import SearchSpace, SpaceMismatchError, list_spaces, load_space
+from nasfuse.spaces._space import (
+    SearchSpace,
+    SpaceMismatchError,
+    list_spaces,
+    load_recorded_space,
+    load_space,
+)
 
 __all__ = [
     "Family",
@@ -37,6 +43,7 @@ __all__ = [
     "get_family",
     "list_families",
     "list_spaces",
+    "load_recorded_space",
     "load_space",
     "register_family",
     "registered_at",

@@ -49,6 +49,7 @@ __all__ = [
     "Site",
     "SearchSpace",
     "SpaceMismatchError",
+    "load_recorded_space",
     "load_space",
     "list_spaces",
     "shipped_space_dirs",
@@ -471,4 +472,29 @@ def load_space(name_or_path: str | Path, overrides: Mapping[str, Any] | None = N
     config, sites = resolve_space(raw, Where(label))
     space = SearchSpace(config, sites, source, options)
     check_training_memory(space, 1, label)
+    return space
+
+
+def load_recorded_space(
+    record: Mapping[str, Any], what: str, where: str | Path, remedy: str
+) -> SearchSpace:
+    """The space that ``record`` was saved for, refused if it is not the same any more.
+
+    Args:
+        record: what an architecture file or checkpoint keeps of its space: ``space`` (a
+            shipped name or a file), ``space_options`` and ``space_hash``.
+        what, where, remedy: as for :meth:`SearchSpace.check_hash`.
+
+    Raises:
+        SpaceMismatchError: naming ``where``, if the space cannot be loaded as recorded
+            (a file gone, options no longer valid) or its hash is not the recorded one.
+    """
+    source = str(record["space"])
+    try:
+        space = load_space(source, record.get("space_options") or {})
+    except (ValueError, FileNotFoundError) as exc:
+        raise SpaceMismatchError(
+            f"{where}: cannot load the space {source!r} {what} was saved for: {exc}; {remedy}"
+        ) from exc
+    space.check_hash(record, what, where, remedy)
     return space

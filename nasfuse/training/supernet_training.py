@@ -99,22 +99,15 @@ def space_info(space: Any) -> dict[str, Any]:
 
 def space_from_info(info: Mapping[str, Any], path: str | Path) -> Any:
     """Load the space a checkpoint names, refusing one that changed since it was written."""
-    from nasfuse.spaces import load_space
+    from nasfuse.spaces import load_recorded_space
 
-    try:
-        # space_hash too must be there: check_hash below compares it.
-        source, options, _ = info["space"], info["space_options"], info["space_hash"]
-    except KeyError as exc:
+    missing = [key for key in ("space", "space_options", "space_hash") if key not in info]
+    if missing:
         raise CheckpointError(
-            f"{path}: the checkpoint does not say which space it is ({exc})"
-        ) from exc
-    try:
-        space = load_space(source, options)
-    except (ValueError, FileNotFoundError) as exc:
-        raise CheckpointError(f"{path}: cannot load its search space {source!r}: {exc}") from exc
+            f"{path}: the checkpoint does not say which space it is (no {', '.join(missing)})"
+        )
     remedy = "restore the space file it was trained on, or train a new supernet"
-    space.check_hash(info, "this checkpoint", path, remedy)
-    return space
+    return load_recorded_space(info, "this checkpoint", path, remedy)
 
 
 def _inherited_weights(path: str | Path, space: Any) -> Mapping[str, Any]:
