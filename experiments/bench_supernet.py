@@ -25,6 +25,7 @@ from torch import nn
 
 from nasfuse.arch import arch_from_argument, arch_hash
 from nasfuse.config import parse_overrides
+from nasfuse.profile import count_params
 from nasfuse.runtime import device_name, seed_everything
 from nasfuse.spaces import load_space
 from nasfuse.supernet import Supernet
@@ -98,7 +99,7 @@ def main() -> None:
 
     median = {name: statistics.median(values) for name, values in times.items()}
     ratio = median["supernet"] / median["subnet"]
-    params = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
+    params = {name: count_params(model) for name, model in models.items()}
     print(f"device: {device_name('cpu')}, torch {torch.__version__}")
     print(f"load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nasfuse.files import atomic_write_text
-from nasfuse.spaces import SearchSpace, SpaceError, load_space
+from nasfuse.spaces import SearchSpace, SpaceError, load_recorded_space
 from nasfuse.spaces._space import read_yaml_mapping
 
 if TYPE_CHECKING:
@@ -266,26 +266,14 @@ def read_arch(path: str | Path, space: SearchSpace | None = None) -> ArchFile:
     missing = [k for k in ("space", "space_hash", "arch") if k not in document]
     if missing:
         raise SpaceError(f"{path}: missing key(s) {', '.join(missing)}")
-    recorded = str(document["space"])
     options = document.get("space_options") or {}
     if not isinstance(options, Mapping):
         raise SpaceError(f"{path}: key 'space_options': expected a mapping, got {options!r}")
+    remedy = "use the space it was saved for, or save the architecture again for this one"
     if space is None:
-        try:
-            space = load_space(recorded, options)
-        except (SpaceError, FileNotFoundError) as exc:
-            raise SpaceError(f"{path}: cannot load its space {recorded!r}: {exc}") from exc
-    if str(document["space_hash"]) != space.hash:
-        if recorded not in (space.source, space.name):
-            raise SpaceError(
-                f"{path}: this architecture is for space {recorded!r}, not {space.name!r} "
-                f"(hash {document['space_hash']} != {space.hash})"
-            )
-        raise SpaceError(
-            f"{path}: space {recorded!r} has changed since this architecture was saved: "
-            f"hash {document['space_hash']} (options {dict(options)}) != {space.hash} "
-            f"(options {space.options}); the space file was edited or loaded with other options"
-        )
+        space = load_recorded_space(document, "this architecture", path, remedy)
+    else:
+        space.check_hash(document, "this architecture", path, remedy)
     arch = document["arch"]
     if not isinstance(arch, Mapping):
         raise SpaceError(f"{path}: key 'arch': expected a mapping of site -> op, got {arch!r}")

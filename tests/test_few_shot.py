@@ -104,5 +104,5 @@ def test_a_finished_split_is_reused_and_another_is_refused(one_shot: Path) -> No
 
 
 def test_init_from_another_space_is_refused(one_shot: Path, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="init_from is a supernet of space"):
+    with pytest.raises(CheckpointError, match="the init_from supernet is for space"):
         train_supernet(_config(TINY_RESNET, init_from=str(one_shot)), tmp_path / "run")

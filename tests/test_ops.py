@@ -1,4 +1,4 @@
-"""The fusion ops: the contract of OPS.md, checked for every registered op.
+"""The fusion ops: the contract of docs/ops.md, checked for every registered op.
 
 Tests parametrised over ``list_ops()`` cover a newly registered op without any change here.
 """
@@ -388,7 +388,7 @@ def dynconv_params(c: int, k: int, experts: int = 4, kernel: int = 1) -> int:
 @pytest.mark.parametrize(
     ("name", "channels", "num_inputs", "options", "expected"),
     [
-        # the configurations OPS.md gives numbers for
+        # the configurations docs/ops.md gives numbers for
         ("dwff", 64, 2, {"reduction": 8, "bias": True}, 1688),
         ("aff", 64, 2, {"reduction": 4}, 4576),
         ("cmgm", 64, 2, {}, 91008),

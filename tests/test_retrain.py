@@ -202,7 +202,7 @@ def test_cli_eval_with_supernet_weights(
     result = json.loads(capsys.readouterr().out)
     assert result["kind"] == "supernet" and 0.0 <= result["accuracy"] <= 1.0
     assert main(["eval", str(arch_files["hrnet"]), "--checkpoint", str(tiny_supernet)]) == 2
-    assert "this supernet is of space 'tiny_resnet'" in capsys.readouterr().err
+    assert "this supernet is for space 'tiny_resnet'" in capsys.readouterr().err
 
 
 def test_cli_retrain(

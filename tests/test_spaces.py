@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasfuse.arch import arch_hash
+from nasfuse.files import CheckpointError
 from nasfuse.ops import list_ops
-from nasfuse.spaces import SearchSpace, SpaceError, list_spaces, load_space
-from nasfuse.supernet import build_model
+from nasfuse.spaces import (
+    Family,
+    FusionNet,
+    SearchSpace,
+    Site,
+    SpaceError,
+    SpaceMismatchError,
+    get_family,
+    list_families,
+    list_spaces,
+    load_recorded_space,
+    load_space,
+    register_family,
+    registered_at,
+    unregister_family,
+)
+from nasfuse.spaces._net import conv_bn
+from nasfuse.spaces._schema import Where, get_int, get_list
+from nasfuse.supernet import Supernet, build_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_HRNET = FIXTURES / "tiny_hrnet.yaml"
@@ -123,6 +143,74 @@ def test_overrides_are_applied_recorded_and_hashed() -> None:
     fewer = load_space(TINY_HRNET, {"stages.1.blocks": 2})
     assert len(fewer.sites) == len(base.sites) + 3
     assert load_space(TINY_HRNET, {}).hash == base.hash
+
+
+def test_check_hash_of_an_edited_space_names_both_hashes_options_and_remedy() -> None:
+    space = load_space(TINY_HRNET)
+    space.check_hash(space, "this file", "here.yaml", "never said")  # the same: no error
+    half = load_space(TINY_HRNET, {"width_mult": 0.5})
+    with pytest.raises(SpaceMismatchError) as info:
+        space.check_hash(half, "this file", "here.yaml", "do X")
+    message = str(info.value)
+    assert message.startswith("here.yaml: space 'tiny_hrnet' has changed since this file was saved")
+    assert half.hash in message and space.hash in message
+    assert "{'width_mult': 0.5}" in message and message.endswith("; do X")
+    # One type for every caller: a space refusal and a checkpoint refusal at once.
+    assert isinstance(info.value, SpaceError) and isinstance(info.value, CheckpointError)
+
+
+def test_check_hash_of_another_space_names_both_spaces() -> None:
+    hrnet, resnet = load_space(TINY_HRNET), load_space(TINY_RESNET)
+    record = {"space_name": resnet.name, "space_hash": resnet.hash}  # as a checkpoint keeps it
+    with pytest.raises(SpaceMismatchError) as info:
+        hrnet.check_hash(record, "this supernet", "sn.pt", "do Y")
+    message = str(info.value)
+    assert message.startswith("sn.pt: this supernet is for space 'tiny_resnet'")
+    assert f"(hash {resnet.hash}, options not recorded), not 'tiny_hrnet'" in message
+    assert f"(hash {hrnet.hash}, options {{}}); do Y" in message
+
+
+def test_every_random_architecture_is_the_space_s_draw_as_before() -> None:
+    """The latency table's samples, validation's mixed pool and the training sampler all
+    draw through SearchSpace.random_arch; the hashes were drawn before they did, so the
+    same seeds still give the same architectures (saved sampler states, pools, tables)."""
+    from nasfuse.latency import random_arch
+    from nasfuse.training.samplers import UniformSampler
+    from nasfuse.validation import mixed_random_arch
+
+    space = load_space("hrnet_lite")
+    assert arch_hash(random_arch(space, random.Random(3))) == "7ccadb044e29f8d9"
+    assert random_arch(space, random.Random(3)) == space.random_arch(3)
+    rng = random.Random(5)
+    mixed = [arch_hash(mixed_random_arch(space, rng)) for _ in range(3)]
+    assert mixed == ["fc5995eb065839ad", "42c6cb06c897fed4", "f6afbb3132eda275"]
+    sampler = UniformSampler(space, seed=7, fixed={"stage3.module0.fuse.branch1": "add"})
+    drawn = [sampler.next_arch() for _ in range(3)]
+    assert [arch_hash(arch) for arch in drawn] == [
+        "e3df697b2b3c7730",
+        "bef949e7e860097a",
+        "7155ce55e2e49ce4",
+    ]
+    assert all(arch["stage3.module0.fuse.branch1"] == "add" for arch in drawn)
+
+
+def test_random_arch_within_ops_falls_back_where_a_site_allows_none() -> None:
+    space = load_space("hrnet_lite")
+    arch = space.random_arch(0, ops={"cmgm"})  # cmgm is allowed at the small sites only
+    for name, site in space.sites.items():
+        assert arch[name] == "cmgm" if "cmgm" in site.ops else arch[name] in site.ops
+    assert set(arch.values()) != {"cmgm"}
+
+
+def test_load_recorded_space_loads_it_as_recorded_or_refuses(tmp_path: Path) -> None:
+    half = load_space(TINY_HRNET, {"width_mult": 0.5})
+    record = {"space": str(TINY_HRNET), "space_options": half.options, "space_hash": half.hash}
+    assert load_recorded_space(record, "this file", "f.yaml", "do Z").hash == half.hash
+    with pytest.raises(SpaceMismatchError, match=r"f\.yaml: space 'tiny_hrnet' has changed"):
+        load_recorded_space({**record, "space_options": {}}, "this file", "f.yaml", "do Z")
+    gone = {**record, "space": str(tmp_path / "gone.yaml")}
+    with pytest.raises(SpaceMismatchError, match=r"f\.yaml: cannot load the space .*gone.*; do Z"):
+        load_recorded_space(gone, "this file", "f.yaml", "do Z")
 
 
 def test_space_loads_from_a_path_like_from_its_name() -> None:
@@ -412,3 +500,86 @@ def test_a_rule_for_an_op_the_file_does_not_offer_is_still_refused(tmp_path) -> 
     path.write_text(text.replace("ops: [add, concat, dwff, aff, iaff, cmgm, dynconv, pmfs]", "ops: [add]"))
     with pytest.raises(SpaceError, match="restrict.cmgm"):
         load_space(path)
+# ------------------------------------------------------------------ the family registry
+def test_the_shipped_families_are_registered_and_their_spaces_listed() -> None:
+    assert {"hrnet", "resnet"} <= set(list_families())
+    assert {"hrnet_lite", "resnet20"} <= set(list_spaces())
+    for name in ("hrnet_lite", "resnet20"):
+        space = load_space(name)
+        assert get_family(space.family).name == space.family
+    assert registered_at("resnet").startswith(str(Path(nasfuse_spaces_dir(), "resnet.py")))
+
+
+def nasfuse_spaces_dir() -> Path:
+    import nasfuse.spaces
+
+    return Path(nasfuse.spaces.__file__).parent
+
+
+def test_a_family_name_registered_twice_is_refused_naming_the_first() -> None:
+    resnet = get_family("resnet")
+    first = registered_at("resnet")
+    with pytest.raises(ValueError, match=rf"'resnet' is already registered \(at {first}\)"):
+        register_family(
+            Family("resnet", resnet.keys, resnet.resolve, resnet.layout, resnet.network)
+        )
+    assert get_family("resnet") is resnet and registered_at("resnet") == first
+
+
+def test_an_unknown_family_names_the_registered_ones(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(TINY_RESNET.read_text().replace("family: resnet", "family: vgg"))
+    with pytest.raises(SpaceError, match=r"key 'family': expected one of .*resnet.*, got 'vgg'"):
+        load_space(path)
+
+
+def _plain_resolve(raw, where: Where) -> dict:
+    widths = get_list(raw, "stages", where)
+    return {"stages": [get_int({"width": w}, "width", where.child("stages")) for w in widths]}
+
+
+def _plain_layout(config) -> list[tuple[str, int, int, int, int]]:
+    size = config["input_size"]
+    return [(f"block{i}", width, 2, size, size) for i, width in enumerate(config["stages"])]
+
+
+class PlainNet(FusionNet):
+    """A test family: a 3x3 conv per site, whose output is fused with its input."""
+
+    def __init__(self, space: SearchSpace, make_fusion, num_classes: int, in_chans: int) -> None:
+        layout = _plain_layout(space.config)
+        super().__init__(space, layout[-1][1], num_classes)
+        self.stem = conv_bn(in_chans, layout[0][1], 3)
+        self.convs = nn.ModuleList(conv_bn(width, width, 3) for _, width, *_ in layout)
+        self.fusions = nn.ModuleList(make_fusion(space.sites[name]) for name, *_ in layout)
+        self.register_sites({name: f for (name, *_), f in zip(layout, self.fusions, strict=True)})
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for conv, fusion in zip(self.convs, self.fusions, strict=True):
+            x = fusion([conv(x), x])
+        return x
+
+
+@pytest.fixture
+def plain_family():
+    family = register_family(Family("plain", ("stages",), _plain_resolve, _plain_layout, PlainNet))
+    yield family
+    unregister_family("plain")
+
+
+def test_a_family_registered_in_a_test_loads_and_builds(plain_family, tmp_path: Path) -> None:
+    assert "plain" in list_families()
+    path = tmp_path / "plain.yaml"
+    path.write_text(
+        "name: plain4\nfamily: plain\ninput_size: 8\nstages: [4, 4]\nops: [add, concat]\n"
+    )
+    space = load_space(path)
+    assert list(space.sites) == ["block0", "block1"]
+    assert space.sites["block1"] == Site("block1", 4, 2, 8, 8, ("add", "concat"))
+    model = build_model(space, space.uniform_arch("concat"), num_classes=3)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 3)
+    assert_site_shapes_match_forward(space)
+    supernet = Supernet(space, num_classes=3)
+    supernet.set_arch(supernet.sample_arch(rng=0))
+    assert supernet(torch.randn(2, 3, 8, 8)).shape == (2, 3)

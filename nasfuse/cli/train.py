@@ -159,11 +159,8 @@ def _eval(args: argparse.Namespace) -> int:
         dataset = args.dataset or info.get("dataset", "digits")
     else:
         supernet = load_supernet(args.checkpoint)
-        if supernet.space.hash != space.hash:
-            raise CheckpointError(
-                f"{args.checkpoint}: this supernet is of space {supernet.space.name!r} "
-                f"(hash {supernet.space.hash}); {args.arch} is of {space.name!r} (hash {space.hash})"
-            )
+        remedy = f"evaluate {args.arch} with a checkpoint of its own space"
+        space.check_hash(supernet.space, "this supernet", args.checkpoint, remedy)
         num_classes, in_chans = supernet.num_classes, supernet.in_chans
         checkpoint = load_checkpoint(args.checkpoint, kind="supernet")
         dataset = args.dataset or checkpoint.get("dataset", "digits")

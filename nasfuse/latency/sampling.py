@@ -6,17 +6,14 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["arch_signature", "random_arch", "sample_archs"]
+from nasfuse.arch import arch_hash
+
+__all__ = ["random_arch", "sample_archs"]
 
 
 def random_arch(space: Any, rng: random.Random) -> dict[str, str]:
-    """An architecture drawn uniformly: each site's op picked uniformly from its allowed ops."""
-    return {name: rng.choice(list(site.ops)) for name, site in space.sites.items()}
-
-
-def arch_signature(arch: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """What makes two architectures the same, whatever the order of their sites."""
-    return tuple(sorted(arch.items()))
+    """An architecture drawn uniformly: :meth:`nasfuse.spaces.SearchSpace.random_arch`."""
+    return space.random_arch(rng)
 
 
 def sample_archs(
@@ -24,17 +21,17 @@ def sample_archs(
 ) -> list[dict[str, str]]:
     """``samples`` distinct random architectures of ``space``, none of ``exclude``."""
     archs: list[dict[str, str]] = []
-    seen = {arch_signature(arch) for arch in exclude}
+    seen = {arch_hash(arch) for arch in exclude}
     attempts = 0
     while len(archs) < samples:
-        arch = random_arch(space, rng)
+        arch = space.random_arch(rng)
         attempts += 1
-        if arch_signature(arch) in seen:
+        if arch_hash(arch) in seen:
             if attempts > 100 * samples:
                 raise ValueError(
                     f"space {space.name!r} has too few architectures for {samples} fresh samples"
                 )
             continue
-        seen.add(arch_signature(arch))
+        seen.add(arch_hash(arch))
         archs.append(arch)
     return archs

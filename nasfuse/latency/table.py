@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from nasfuse.arch import arch_hash
 from nasfuse.latency.build import BuildOptions, build_parts
 from nasfuse.latency.calibration import calibration_record, format_errors, latency_errors
 from nasfuse.latency.entries import (
@@ -55,7 +56,7 @@ from nasfuse.latency.entries import (
     add_network,
     correct_for_network_totals,
 )
-from nasfuse.latency.sampling import arch_signature, random_arch, sample_archs
+from nasfuse.latency.sampling import random_arch, sample_archs
 from nasfuse.latency.table_file import (
     BUILD_REMEDY,
     LatencyTableError,
@@ -379,8 +380,8 @@ class LatencyTable:
         Raises ``ValueError`` if one of ``archs`` was used for calibration: validation
         figures come from architectures the calibration never saw.
         """
-        calibrated = {arch_signature(arch) for arch in self.calibration_archs()}
-        if any(arch_signature(arch) in calibrated for arch in archs):
+        calibrated = {arch_hash(arch) for arch in self.calibration_archs()}
+        if any(arch_hash(arch) in calibrated for arch in archs):
             raise ValueError("an architecture to validate on was used for calibration")
         predicted = [self.predict(arch) for arch in archs]
         raw = [self.predict_raw(arch) for arch in archs]

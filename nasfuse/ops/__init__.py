@@ -2,7 +2,7 @@
 
 Every op is built as ``create_op(name, channels, num_inputs, **options)`` and called as
 ``op(xs)`` on K aligned ``(B, C, H, W)`` tensors, ``xs[0]`` being the main path. What each
-op computes is specified in OPS.md.
+op computes is described in docs/ops.md.
 """
 
 from __future__ import annotations

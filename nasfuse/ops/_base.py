@@ -1,4 +1,4 @@
-"""The contract every fusion op shares (see OPS.md, "One contract for every op")."""
+"""The contract every fusion op shares (see docs/ops.md, "What all of them share")."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ class FusionOp(nn.Module):
 
     @staticmethod
     def main_and_skip(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, y)`` for a two-input op: ``x = xs[0]``, ``y = sum(xs[1:])`` (OPS.md)."""
+        """``(x, y)`` for a two-input op: ``x = xs[0]``, ``y = sum(xs[1:])`` (docs/ops.md)."""
         skip = xs[1]
         for extra in xs[2:]:
             skip = skip + extra

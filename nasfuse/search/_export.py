@@ -140,11 +140,8 @@ def export_search(
     if "space" not in attrs:
         raise ValueError(f"{run_dir}: the study does not record its search space")
     space = load_space(attrs["space"], attrs.get("space_options") or {})
-    if attrs.get("space_hash") and space.hash != attrs["space_hash"]:
-        raise ValueError(
-            f"{run_dir}: space {attrs['space']!r} has changed since the search "
-            f"(hash {space.hash} != {attrs['space_hash']})"
-        )
+    if attrs.get("space_hash"):  # studies from before it was recorded have none
+        space.check_hash(attrs, "the search's study", run_dir, "restore the space file it ran on")
     device = str(attrs.get("device", "unknown"))
     latency_source = str(attrs.get("latency_source", "lut"))
     sites = {name: list(site.ops) for name, site in space.sites.items()}

@@ -9,8 +9,43 @@ Example:
 
 from __future__ import annotations
 
+# The shipped families register themselves when imported: importing them here is what
+# makes them known (a family of your own: import its module before loading its spaces).
+from nasfuse.spaces import hrnet, resnet  # noqa: F401
+from nasfuse.spaces._family import (
+    Family,
+    SpaceFamily,
+    get_family,
+    list_families,
+    register_family,
+    registered_at,
+    unregister_family,
+)
 from nasfuse.spaces._net import FusionNet
 from nasfuse.spaces._schema import SpaceError
-from nasfuse.spaces._space import SearchSpace, Site, list_spaces, load_space
+from nasfuse.spaces._site import Site
+from nasfuse.spaces._space import (
+    SearchSpace,
+    SpaceMismatchError,
+    list_spaces,
+    load_recorded_space,
+    load_space,
+)
 
-__all__ = ["FusionNet", "SearchSpace", "Site", "SpaceError", "list_spaces", "load_space"]
+__all__ = [
+    "Family",
+    "FusionNet",
+    "SearchSpace",
+    "Site",
+    "SpaceError",
+    "SpaceFamily",
+    "SpaceMismatchError",
+    "get_family",
+    "list_families",
+    "list_spaces",
+    "load_recorded_space",
+    "load_space",
+    "register_family",
+    "registered_at",
+    "unregister_family",
+]

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from nasfuse.spaces._space import SearchSpace, Site
+    from nasfuse.spaces._site import Site
+    from nasfuse.spaces._space import SearchSpace
 
 __all__ = ["MemoryFloor", "memory_floor", "physical_memory_bytes", "check_training_memory"]
 
@@ -57,6 +58,7 @@ class MemoryFloor:
 
 def _weight_floor(space: SearchSpace, every_op: bool) -> int:
     from nasfuse.ops import create_op
+    from nasfuse.profile import count_params
 
     def fusion(site: Site) -> nn.Module:  # only counted, never run
         ops = site.ops if every_op else ("add",)
@@ -67,7 +69,7 @@ def _weight_floor(space: SearchSpace, every_op: bool) -> int:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # cmgm's fallback to fewer heads: said elsewhere
             net = space.build(fusion, num_classes=0, in_chans=space.in_chans)
-        count = sum(p.numel() for p in net.parameters())
+        count = count_params(net)
         _WEIGHT_FLOORS[key] = COPIES_OF_EACH_WEIGHT * FLOAT_BYTES * count
     return _WEIGHT_FLOORS[key]
 

@@ -3,7 +3,7 @@
 A space file (see ``search_spaces/*.yaml``) holds common keys and its family's keys::
 
     name: hrnet_lite             # required
-    family: hrnet                # required: hrnet | resnet
+    family: hrnet                # required: a registered family (hrnet, resnet)
     description: ...             # optional, not part of the hash
     input_size: 32               # square input side; site shapes are computed at this size
     in_chans: 3
@@ -11,7 +11,7 @@ A space file (see ``search_spaces/*.yaml``) holds common keys and its family's k
     ops: [add, concat, aff]      # the ops allowed at every site ...
     restrict:                    # ... unless a rule below removes one from a site
       cmgm: {max_hw: 256}        # keys: max_hw, min_hw, max_channels, sites (fnmatch globs)
-    # family keys: see nasfuse/spaces/hrnet.py and resnet.py
+    # family keys: see nasfuse/spaces/hrnet.py and resnet.py (the registered families)
 
 Every site name is matched against ``restrict.<op>.sites`` with ``fnmatch`` (so
 ``"*.fuse.*"`` keeps an op to fuse layers); ``max_hw``/``min_hw`` compare ``H * W`` at the
@@ -26,16 +26,14 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from torch import nn
 
 from nasfuse import files
-from nasfuse.spaces import hrnet, resnet
+from nasfuse.spaces._family import get_family
 from nasfuse.spaces._memory import check_training_memory
 from nasfuse.spaces._schema import (
     SpaceError,
@@ -45,10 +43,18 @@ from nasfuse.spaces._schema import (
     get_list,
     get_number,
 )
+from nasfuse.spaces._site import Site
 
-__all__ = ["Site", "SearchSpace", "load_space", "list_spaces", "shipped_space_dirs", "FAMILIES"]
+__all__ = [
+    "Site",
+    "SearchSpace",
+    "SpaceMismatchError",
+    "load_recorded_space",
+    "load_space",
+    "list_spaces",
+    "shipped_space_dirs",
+]
 
-FAMILIES: dict[str, ModuleType] = {"hrnet": hrnet, "resnet": resnet}
 COMMON_KEYS = (
     "name",
     "family",
@@ -62,25 +68,14 @@ COMMON_KEYS = (
 RULE_KEYS = ("max_hw", "min_hw", "max_channels", "sites")
 
 
-@dataclass(frozen=True)
-class Site:
-    """One place where the search picks an op: K aligned ``(B, channels, height, width)`` inputs.
+class SpaceMismatchError(SpaceError, files.CheckpointError):
+    """Something recorded for one space met another one, or this one after it changed.
 
-    Attributes:
-        name: readable, e.g. ``"stage3.module1.fuse.branch2"`` or ``"layer1.0"``.
-        channels: C.
-        num_inputs: K; the first input is the main path.
-        height: H at the space's input size.
-        width: W at the space's input size.
-        ops: the ops allowed here, in the order of the space's ``ops`` list.
+    Raised by :meth:`SearchSpace.check_hash` for architecture files, checkpoints and
+    studies alike. It is a :class:`SpaceError` (the space does not fit) and a
+    :class:`~nasfuse.files.CheckpointError` (a refused checkpoint), so that a caller
+    catching either kind of refusal catches this one too.
     """
-
-    name: str
-    channels: int
-    num_inputs: int
-    height: int
-    width: int
-    ops: tuple[str, ...]
 
 
 class SearchSpace:
@@ -90,7 +85,7 @@ class SearchSpace:
 
     Attributes:
         name: the space's ``name`` key, e.g. ``"hrnet_lite"``.
-        family: ``"hrnet"`` or ``"resnet"``.
+        family: the registered family it belongs to (``"hrnet"``, ``"resnet"``, ...).
         source: the shipped name or the file path it was loaded from.
         options: the overrides applied on load, e.g. ``{"width_mult": 0.5}``.
         config: the resolved config (defaults filled in, overrides applied).
@@ -126,6 +121,46 @@ class SearchSpace:
     def size(self) -> int:
         """Number of architectures: the product over sites of the number of allowed ops."""
         return math.prod(len(site.ops) for site in self.sites.values())
+
+    def check_hash(
+        self, found: SearchSpace | Mapping[str, Any], what: str, where: str | Path, remedy: str
+    ) -> None:
+        """Refuse ``what`` unless it was recorded for this space as it is now.
+
+        Every place that reads a space hash back (architecture files, supernet and model
+        checkpoints, a search's study) checks it here, so a refusal always names both
+        hashes, both sets of options and what to do about it.
+
+        Args:
+            found: the space ``what`` was made with, or the record ``what`` keeps of it:
+                a mapping with ``space_hash`` and, if known, ``space_name`` or ``space``
+                (a name or source) and ``space_options``, as architecture files,
+                checkpoints and studies hold them.
+            what: the thing refused, as the subject of a sentence (``"this architecture"``).
+            where: the file or folder it was read from; the message starts with it.
+            remedy: what the user can do, e.g. ``"train a supernet for this space"``.
+
+        Raises:
+            SpaceMismatchError: if the recorded hash is not this space's hash. A record
+                naming no space, or this one, means this space edited or loaded with other
+                options; the message says which of the two cases it is.
+
+        Example:
+            >>> space.check_hash(checkpoint, "this model", "model.pt", "retrain it")
+        """
+        found_hash, found_name, options = _recorded_space(found)
+        if found_hash == self.hash:
+            return
+        if found_name is None or found_name in (self.name, self.source):
+            raise SpaceMismatchError(
+                f"{where}: space {self.name!r} has changed since {what} was saved: hash "
+                f"{found_hash} (options {options}) != {self.hash} (options {self.options}); "
+                f"the space file was edited or loaded with other options; {remedy}"
+            )
+        raise SpaceMismatchError(
+            f"{where}: {what} is for space {found_name!r} (hash {found_hash}, options "
+            f"{options}), not {self.name!r} (hash {self.hash}, options {self.options}); {remedy}"
+        )
 
     def validate_arch(
         self, arch: Mapping[str, str], source: str = "architecture"
@@ -172,17 +207,45 @@ class SearchSpace:
             )
         return {name: op for name in self.sites}
 
-    def random_arch(self, rng: random.Random | int | None = None) -> dict[str, str]:
-        """An architecture drawn uniformly: each site's op independently.
+    def random_arch(
+        self,
+        rng: random.Random | int | None = None,
+        ops: Collection[str] | None = None,
+        fixed: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """An architecture drawn uniformly: each site's op independently, one draw a site.
+
+        Every random architecture in nasfuse comes from here (the supernet's and the
+        training sampler's paths, the latency table's samples, validation's pool), so one
+        seed gives one architecture whichever stage asks.
 
         Args:
             rng: a ``random.Random``, a seed, or None for the ``random`` module's global
                 generator (seeded by ``nasfuse.runtime.seed_everything``).
+            ops: draw each site's op from its allowed ops within ``ops``; a site allowing
+                none of them draws from all its allowed ops. None: no limit.
+            fixed: sites held at one op (not checked here). They still take their draw,
+                so that a training sampler's sequence, saved in checkpoints, stays the one
+                it has always been.
+
+        Example:
+            >>> space.random_arch(0) == space.random_arch(random.Random(0))
+            True
         """
         if isinstance(rng, int) and not isinstance(rng, bool):
             rng = random.Random(rng)
         generator = rng if rng is not None else random
-        return {name: generator.choice(site.ops) for name, site in self.sites.items()}
+        fixed = fixed or {}
+        arch = {}
+        for name, site in self.sites.items():
+            if name in fixed:
+                choices: tuple[str, ...] = (fixed[name],)
+            elif ops is None:
+                choices = site.ops
+            else:
+                choices = tuple(op for op in site.ops if op in ops) or site.ops
+            arch[name] = generator.choice(choices)
+        return arch
 
     def check_training_memory(self, batch_size: int, every_op: bool = False) -> None:
         """Refuse this space if training it at ``batch_size`` cannot fit in this machine's RAM.
@@ -208,7 +271,20 @@ class SearchSpace:
         Returns a ``FusionNet``: ``forward(x)`` maps ``(B, in_chans, H, W)`` to
         ``(B, num_classes)``; ``site_paths`` says where each site's module sits.
         """
-        return FAMILIES[self.family].Network(self, make_fusion, num_classes, in_chans)
+        return get_family(self.family).network(self, make_fusion, num_classes, in_chans)
+
+
+def _recorded_space(found: SearchSpace | Mapping[str, Any]) -> tuple[str, str | None, Any]:
+    """``(hash, name or source or None, options or "not recorded")`` of a space or a record."""
+    if isinstance(found, SearchSpace):
+        return found.hash, found.name, found.options
+    name = found.get("space_name", found.get("space"))
+    options = dict(found.get("space_options") or {}) if "space_options" in found else None
+    return (
+        str(found.get("space_hash")),
+        None if name is None else str(name),
+        "not recorded" if options is None else options,
+    )
 
 
 def shipped_space_dirs() -> list[Path]:
@@ -327,12 +403,9 @@ def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any],
 
     if not isinstance(raw, Mapping) or "family" not in raw:
         check_keys(raw, COMMON_KEYS, ("family",), where)
-    family_name = raw["family"]
-    if family_name not in FAMILIES:
-        raise where.error("family", f"expected one of {', '.join(FAMILIES)}, got {family_name!r}")
-    family = FAMILIES[family_name]
+    family = get_family(raw["family"], where)
     check_keys(
-        raw, COMMON_KEYS + family.KEYS, ("name", "family", "input_size", "ops", "stages"), where
+        raw, COMMON_KEYS + family.keys, ("name", "family", "input_size", "ops", "stages"), where
     )
     if not isinstance(raw["name"], str) or not raw["name"]:
         raise where.error("name", f"expected a non-empty string, got {raw['name']!r}")
@@ -345,7 +418,7 @@ def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any],
         raise where.error("ops", f"an op is listed twice in {ops!r}")
     config: dict[str, Any] = {
         "name": raw["name"],
-        "family": family_name,
+        "family": family.name,
         "description": str(raw.get("description", "")),
         "input_size": get_int(raw, "input_size", where),
         "in_chans": get_int(raw, "in_chans", where, default=3),
@@ -355,7 +428,7 @@ def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any],
     }
     config.update(family.resolve(raw, where))
     sites = []
-    for name, channels, num_inputs, height, width in family.site_shapes(config):
+    for name, channels, num_inputs, height, width in family.layout(config):
         allowed = tuple(
             op
             for op in ops
@@ -404,4 +477,29 @@ def load_space(name_or_path: str | Path, overrides: Mapping[str, Any] | None = N
     config, sites = resolve_space(raw, Where(label))
     space = SearchSpace(config, sites, source, options)
     check_training_memory(space, 1, label)
+    return space
+
+
+def load_recorded_space(
+    record: Mapping[str, Any], what: str, where: str | Path, remedy: str
+) -> SearchSpace:
+    """The space that ``record`` was saved for, refused if it is not the same any more.
+
+    Args:
+        record: what an architecture file or checkpoint keeps of its space: ``space`` (a
+            shipped name or a file), ``space_options`` and ``space_hash``.
+        what, where, remedy: as for :meth:`SearchSpace.check_hash`.
+
+    Raises:
+        SpaceMismatchError: naming ``where``, if the space cannot be loaded as recorded
+            (a file gone, options no longer valid) or its hash is not the recorded one.
+    """
+    source = str(record["space"])
+    try:
+        space = load_space(source, record.get("space_options") or {})
+    except (ValueError, FileNotFoundError) as exc:
+        raise SpaceMismatchError(
+            f"{where}: cannot load the space {source!r} {what} was saved for: {exc}; {remedy}"
+        ) from exc
+    space.check_hash(record, what, where, remedy)
     return space

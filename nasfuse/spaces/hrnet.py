@@ -31,12 +31,14 @@ Sites: ``stage{s}.module{m}.branch{b}.block{k}`` (K = 2) and ``stage{s}.module{m
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasfuse.spaces._family import Family, register_family
 from nasfuse.spaces._net import FusionNet, conv_bn
 from nasfuse.spaces._schema import (
     Where,
@@ -47,15 +49,17 @@ from nasfuse.spaces._schema import (
     halve,
     scaled_width,
 )
+from nasfuse.spaces._site import Site, SiteShape
 
 if TYPE_CHECKING:
-    from nasfuse.spaces._space import SearchSpace, Site
+    from nasfuse.spaces._space import SearchSpace
 
 __all__ = [
     "KEYS",
     "resolve",
+    "StageLayout",
+    "stage_layout",
     "site_shapes",
-    "Network",
     "HRNet",
     "LightResidualBlock",
     "MultiResolutionFuse",
@@ -103,22 +107,57 @@ def _stem_halvings(config: Mapping[str, Any]) -> int:
     return int(config["stem_stride"]).bit_length() - 1
 
 
-def site_shapes(config: Mapping[str, Any]) -> list[tuple[str, int, int, int, int]]:
-    """``(name, channels, num_inputs, height, width)`` of every site, in forward order."""
+@dataclass(frozen=True)
+class StageLayout:
+    """One stage: its branches' widths and sides, and the sites of each of its modules.
+
+    Attributes:
+        widths: channels of each branch, highest resolution first.
+        sizes: side of each branch at the space's input size.
+        blocks: ``blocks[m][b]``: the block sites of branch ``b`` in module ``m``.
+        fuse: ``fuse[m][i]``: the fuse site of output branch ``i`` in module ``m``; none
+            in a stage of one branch.
+    """
+
+    widths: list[int]
+    sizes: list[int]
+    blocks: list[list[list[str]]]
+    fuse: list[list[str]]
+
+
+def stage_layout(config: Mapping[str, Any]) -> list[StageLayout]:
+    """Every stage of a resolved config: the one source of site names, read by
+    :func:`site_shapes` and by :class:`HRNet` alike."""
     base = halve(config["input_size"], _stem_halvings(config))
-    shapes = []
+    stages = []
     for s, stage in enumerate(config["stages"], start=2):
+        branches, modules = range(stage["branches"]), range(stage["modules"])
+        blocks = [
+            [
+                [f"stage{s}.module{m}.branch{b}.block{k}" for k in range(stage["blocks"])]
+                for b in branches
+            ]
+            for m in modules
+        ]
+        fuse = [
+            [f"stage{s}.module{m}.fuse.branch{i}" for i in branches] if len(branches) > 1 else []
+            for m in modules
+        ]
         widths = [scaled_width(c, config["width_mult"]) for c in stage["channels"]]
-        sizes = [halve(base, b) for b in range(stage["branches"])]
-        for m in range(stage["modules"]):
-            for b, (width, size) in enumerate(zip(widths, sizes, strict=True)):
-                for k in range(stage["blocks"]):
-                    shapes.append((f"stage{s}.module{m}.branch{b}.block{k}", width, 2, size, size))
-            if stage["branches"] > 1:
-                for i, (width, size) in enumerate(zip(widths, sizes, strict=True)):
-                    shapes.append(
-                        (f"stage{s}.module{m}.fuse.branch{i}", width, len(widths), size, size)
-                    )
+        stages.append(StageLayout(widths, [halve(base, b) for b in branches], blocks, fuse))
+    return stages
+
+
+def site_shapes(config: Mapping[str, Any]) -> list[SiteShape]:
+    """``(name, channels, num_inputs, height, width)`` of every site, in forward order."""
+    shapes: list[SiteShape] = []
+    for stage in stage_layout(config):
+        branches = list(zip(stage.widths, stage.sizes, strict=True))
+        for blocks, fuse in zip(stage.blocks, stage.fuse, strict=True):
+            for names, (width, size) in zip(blocks, branches, strict=True):
+                shapes.extend((name, width, 2, size, size) for name in names)
+            for name, (width, size) in zip(fuse, branches, strict=False):  # fuse may be empty
+                shapes.append((name, width, len(branches), size, size))
     return shapes
 
 
@@ -288,28 +327,18 @@ class HRNet(FusionNet):
         previous = [stem_width]
         self.transitions = nn.ModuleList()
         self.stages = nn.ModuleList()
-        for s, stage in enumerate(config["stages"], start=2):
-            widths = [scaled_width(c, mult) for c in stage["channels"]]
+        for stage in stage_layout(config):
+            widths = stage.widths
             self.transitions.append(Transition(previous, widths))
             modules = []
-            for m in range(stage["modules"]):
+            for block_sites, fuse_sites in zip(stage.blocks, stage.fuse, strict=True):
                 branches = [
-                    nn.Sequential(
-                        *(
-                            LightResidualBlock(
-                                width, fusion(f"stage{s}.module{m}.branch{b}.block{k}")
-                            )
-                            for k in range(stage["blocks"])
-                        )
-                    )
-                    for b, width in enumerate(widths)
+                    nn.Sequential(*(LightResidualBlock(width, fusion(name)) for name in names))
+                    for names, width in zip(block_sites, widths, strict=True)
                 ]
                 fuse = None
-                if len(widths) > 1:
-                    fusions = [
-                        fusion(f"stage{s}.module{m}.fuse.branch{i}") for i in range(len(widths))
-                    ]
-                    fuse = MultiResolutionFuse(widths, fusions)
+                if fuse_sites:
+                    fuse = MultiResolutionFuse(widths, [fusion(name) for name in fuse_sites])
                 modules.append(HRModule(branches, fuse))
             self.stages.append(nn.Sequential(*modules))
             previous = widths
@@ -349,5 +378,4 @@ def pool_to(x: torch.Tensor, size: tuple[int, int], factor: int) -> torch.Tensor
     return F.adaptive_avg_pool2d(x, size)
 
 
-# The network class of this family (SearchSpace.build calls it).
-Network = HRNet
+register_family(Family("hrnet", KEYS, resolve, site_shapes, HRNet))

@@ -16,13 +16,15 @@ Sites: ``layer{i}.{j}`` as in torchvision (stage from 1, block from 0), K = 2.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasfuse.spaces._family import Family, register_family
 from nasfuse.spaces._net import FusionNet, conv_bn
 from nasfuse.spaces._schema import (
     Where,
@@ -33,11 +35,12 @@ from nasfuse.spaces._schema import (
     halve,
     scaled_width,
 )
+from nasfuse.spaces._site import Site, SiteShape
 
 if TYPE_CHECKING:
-    from nasfuse.spaces._space import SearchSpace, Site
+    from nasfuse.spaces._space import SearchSpace
 
-__all__ = ["KEYS", "resolve", "site_shapes", "Network", "ResNet", "BasicBlock"]
+__all__ = ["KEYS", "resolve", "BlockLayout", "block_layout", "site_shapes", "ResNet", "BasicBlock"]
 
 KEYS = ("stem_channels", "stem_kernel", "stem_stride", "stem_pool", "stages")
 STAGE_KEYS = ("channels", "blocks", "stride")
@@ -74,16 +77,33 @@ def resolve(raw: Mapping[str, Any], where: Where) -> dict[str, Any]:
     }
 
 
-def site_shapes(config: Mapping[str, Any]) -> list[tuple[str, int, int, int, int]]:
-    """``(name, channels, num_inputs, height, width)`` of every site, in forward order."""
+class BlockLayout(NamedTuple):
+    """One basic block: its site, its stage (from 1), output width, stride and output side."""
+
+    site: str
+    stage: int
+    width: int
+    stride: int
+    size: int
+
+
+def block_layout(config: Mapping[str, Any]) -> list[BlockLayout]:
+    """Every block of a resolved config in forward order: the one source of site names,
+    read by :func:`site_shapes` and by :class:`ResNet` alike."""
     size = halve(config["input_size"], int(config["stem_stride"] == 2) + int(config["stem_pool"]))
-    shapes = []
+    blocks = []
     for i, stage in enumerate(config["stages"], start=1):
         size = halve(size, int(stage["stride"] == 2))
         width = scaled_width(stage["channels"], config["width_mult"])
         for j in range(stage["blocks"]):
-            shapes.append((f"layer{i}.{j}", width, 2, size, size))
-    return shapes
+            stride = stage["stride"] if j == 0 else 1
+            blocks.append(BlockLayout(f"layer{i}.{j}", i, width, stride, size))
+    return blocks
+
+
+def site_shapes(config: Mapping[str, Any]) -> list[SiteShape]:
+    """``(name, channels, num_inputs, height, width)`` of every site, in forward order."""
+    return [(b.site, b.width, 2, b.size, b.size) for b in block_layout(config)]
 
 
 class BasicBlock(nn.Module):
@@ -124,14 +144,12 @@ class ResNet(FusionNet):
         self.stem = nn.Sequential(*stem)
         previous = stem_width
         layers = []
-        for i, (stage, width) in enumerate(zip(config["stages"], widths, strict=True), start=1):
+        for _, stage_blocks in itertools.groupby(block_layout(config), key=lambda b: b.stage):
             blocks = []
-            for j in range(stage["blocks"]):
-                name = f"layer{i}.{j}"
-                made[name] = make_fusion(space.sites[name])
-                stride = stage["stride"] if j == 0 else 1
-                blocks.append(BasicBlock(previous, width, stride, made[name]))
-                previous = width
+            for block in stage_blocks:
+                made[block.site] = make_fusion(space.sites[block.site])
+                blocks.append(BasicBlock(previous, block.width, block.stride, made[block.site]))
+                previous = block.width
             layers.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*layers)
         self.register_sites(made)
@@ -141,5 +159,4 @@ class ResNet(FusionNet):
         return self.layers(self.stem(x))
 
 
-# The network class of this family (SearchSpace.build calls it).
-Network = ResNet
+register_family(Family("resnet", KEYS, resolve, site_shapes, ResNet))

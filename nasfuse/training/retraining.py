@@ -183,12 +183,8 @@ class Retrainer(TrainingRun):
                     "init 'supernet' needs a supernet checkpoint: pass --supernet CKPT"
                 )
             supernet = load_supernet(cfg.supernet)
-            if supernet.space.hash != space.hash:
-                raise ValueError(
-                    f"{cfg.supernet}: this supernet is for space {supernet.space.name!r} "
-                    f"(hash {supernet.space.hash}), the architecture {arch_path} for "
-                    f"{space.name!r} (hash {space.hash})"
-                )
+            remedy = f"pass a supernet of the space of {arch_path}"
+            space.check_hash(supernet.space, "this supernet", cfg.supernet, remedy)
             if (supernet.num_classes, supernet.in_chans) != (bundle.num_classes, bundle.in_chans):
                 raise ValueError(
                     f"{cfg.supernet}: this supernet has {supernet.num_classes} classes and "
@@ -298,11 +294,9 @@ def load_model(
     from nasfuse.supernet import build_model
 
     checkpoint = load_checkpoint(path, kind="model", map_location=map_location)
-    if space is not None and checkpoint.get("space_hash") != space.hash:
-        raise CheckpointError(
-            f"{path}: this model is of space {checkpoint.get('space_name')!r} (hash "
-            f"{checkpoint.get('space_hash')}), not {space.name!r} (hash {space.hash})"
-        )
+    if space is not None:
+        remedy = "use it with the architecture file it was trained from"
+        space.check_hash(checkpoint, "this model", path, remedy)
     saved_arch = checkpoint.get("arch")
     if arch is not None and saved_arch != dict(arch):
         differing = sorted(

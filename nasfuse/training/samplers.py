@@ -63,6 +63,8 @@ class ArchSampler:
                     f"fixed site {site!r}: op {op!r} is not allowed there "
                     f"(allowed: {', '.join(space.sites[site].ops)})"
                 )
+        self.space = space
+        self.fixed = fixed
         self.site_ops: dict[str, tuple[str, ...]] = {
             name: (fixed[name],) if name in fixed else tuple(site.ops)
             for name, site in space.sites.items()
@@ -108,7 +110,7 @@ class UniformSampler(ArchSampler):
     name = "uniform"
 
     def _draw(self) -> dict[str, str]:
-        return {site: self.rng.choice(ops) for site, ops in self.site_ops.items()}
+        return self.space.random_arch(self.rng, fixed=self.fixed)
 
 
 class FairSampler(ArchSampler):

@@ -99,34 +99,22 @@ def space_info(space: Any) -> dict[str, Any]:
 
 def space_from_info(info: Mapping[str, Any], path: str | Path) -> Any:
     """Load the space a checkpoint names, refusing one that changed since it was written."""
-    from nasfuse.spaces import load_space
+    from nasfuse.spaces import load_recorded_space
 
-    try:
-        source, options, expected = info["space"], info["space_options"], info["space_hash"]
-    except KeyError as exc:
+    missing = [key for key in ("space", "space_options", "space_hash") if key not in info]
+    if missing:
         raise CheckpointError(
-            f"{path}: the checkpoint does not say which space it is ({exc})"
-        ) from exc
-    try:
-        space = load_space(source, options)
-    except (ValueError, FileNotFoundError) as exc:
-        raise CheckpointError(f"{path}: cannot load its search space {source!r}: {exc}") from exc
-    if space.hash != expected:
-        raise CheckpointError(
-            f"{path}: the search space {source!r} (options {dict(options)}) has changed since "
-            f"this checkpoint was written (hash {space.hash}, checkpoint has {expected})"
+            f"{path}: the checkpoint does not say which space it is (no {', '.join(missing)})"
         )
-    return space
+    remedy = "restore the space file it was trained on, or train a new supernet"
+    return load_recorded_space(info, "this checkpoint", path, remedy)
 
 
 def _inherited_weights(path: str | Path, space: Any) -> Mapping[str, Any]:
     """The model weights of supernet checkpoint ``path``, which must be of ``space``."""
     checkpoint = load_checkpoint(path, kind="supernet")
-    if checkpoint.get("space_hash") != space.hash:
-        raise CheckpointError(
-            f"{path}: init_from is a supernet of space {checkpoint.get('space_name')!r} "
-            f"(hash {checkpoint.get('space_hash')}), not of {space.name!r} (hash {space.hash})"
-        )
+    remedy = "set init_from to a supernet of this space"
+    space.check_hash(checkpoint, "the init_from supernet", path, remedy)
     return checkpoint["model"]
 
 

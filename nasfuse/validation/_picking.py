@@ -44,11 +44,7 @@ def mixed_random_arch(space: Any, rng: random.Random) -> dict[str, str]:
     """
     all_ops = sorted({op for site in space.sites.values() for op in site.ops})
     subset = set(rng.sample(all_ops, rng.randint(1, len(all_ops))))
-    arch = {}
-    for name, site in space.sites.items():
-        choices = [op for op in site.ops if op in subset] or list(site.ops)
-        arch[name] = rng.choice(choices)
-    return arch
+    return space.random_arch(rng, ops=subset)
 
 
 def uniform_archs(space: Any, ops: Sequence[str] | None = None) -> list[tuple[str, dict[str, str]]]:
