@@ -114,15 +114,15 @@ def supernet_config(recipe: Mapping[str, Any], sampler: str) -> Any:
 
 
 def supernet_dir(root: Path, cfg: Any) -> Path:
-    """``<root>/supernets/<space>-<sampler>-<hash of the config>``."""
-    import dataclasses
+    """``<root>/supernets/<space>-<sampler>-<hash of the config>``.
 
-    settings = {
-        k: v
-        for k, v in dataclasses.asdict(cfg).items()
-        # Fields that do not change the trained weights (eval_every only thins a curve).
-        if k not in ("progress", "threads", "num_workers", "data_dir", "eval_every")
-    }
+    The hash covers the fields a resumed training refuses to change
+    (:func:`nasfuse.config.result_fields`), so a recipe reuses, or resumes, exactly the
+    supernets it could have trained itself.
+    """
+    from nasfuse.config import result_fields
+
+    settings = result_fields(cfg)
     return root / "supernets" / f"{Path(cfg.space).stem}-{cfg.sampler}-{settings_hash(settings)}"
 
 

@@ -2,7 +2,11 @@
 
 Every stage of the pipeline (supernet training, retraining, latency, search) has a
 dataclass of its own. This module gives them one way to be read, overridden and written
-back, so that the resolved config of every run can be stored next to its results.
+back, so that the resolved config of every run can be stored next to its results, and one
+answer to "may this run be resumed with this config?": fields declared with
+:func:`run_only` (threads, progress bars, where the data lives, ...) may change between a
+run and its resume; every other field decides the result, so :func:`check_resumable`
+refuses a change to it and :func:`config_fingerprint` names a cache by those fields alone.
 
 Example:
     >>> @dataclasses.dataclass
@@ -16,6 +20,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 import typing
 from collections.abc import Iterable, Mapping
@@ -26,7 +32,21 @@ import yaml
 
 from nasfuse.files import atomic_write_text, parse_yaml_text, read_yaml_mapping
 
-__all__ = ["ConfigError", "load_config", "save_config", "config_from_dict", "parse_overrides"]
+__all__ = [
+    "ConfigError",
+    "FieldChange",
+    "ResumeConflict",
+    "changed_fields",
+    "check_resumable",
+    "config_fingerprint",
+    "config_from_dict",
+    "load_config",
+    "parse_overrides",
+    "result_fields",
+    "run_only",
+    "run_only_fields",
+    "save_config",
+]
 
 T = TypeVar("T")
 # A decimal number, exponent included: what a user means by 1e-4 (YAML 1.1 reads a string).
@@ -164,3 +184,184 @@ def save_config(config: Any, path: str | Path) -> None:
     """Write a dataclass config as YAML (atomically), so the run can be repeated."""
     data = dataclasses.asdict(config)
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+# ------------------------------------------------------------ resume and cache identity
+_RUN_ONLY = "nasfuse.run_only"
+"""Field metadata key marking a field that may change on resume (see :func:`run_only`)."""
+
+
+def run_only(
+    default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING
+) -> Any:
+    """A dataclass field that says how a run goes, not what it computes.
+
+    Such a field (CPU threads, a progress bar, where the data lives) may change when a run is
+    resumed, and does not enter :func:`config_fingerprint`. Every other field of a config
+    decides the result: changing it is refused on resume. A subclass that declares the
+    field again must declare it with ``run_only`` too (:func:`run_only_fields` checks).
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class Config:
+        ...     lr: float = 0.1
+        ...     threads: int | None = run_only(None)
+        >>> sorted(run_only_fields(Config))
+        ['threads']
+    """
+    return dataclasses.field(
+        default=default, default_factory=default_factory, metadata={_RUN_ONLY: True}
+    )
+
+
+def run_only_fields(cfg_type: type) -> frozenset[str]:
+    """Names of the fields of dataclass ``cfg_type`` declared with :func:`run_only`.
+
+    Raises:
+        TypeError: a subclass declares again, without ``run_only``, a field that a base
+            class declares with it (or the other way round): a changed default must not
+            silently change what a resume accepts.
+    """
+    marked = {f.name for f in dataclasses.fields(cfg_type) if f.metadata.get(_RUN_ONLY)}
+    for base in cfg_type.__mro__[1:]:
+        if not dataclasses.is_dataclass(base):
+            continue
+        for f in dataclasses.fields(base):
+            if bool(f.metadata.get(_RUN_ONLY)) != (f.name in marked):
+                raise TypeError(
+                    f"{cfg_type.__name__}.{f.name} and {base.__name__}.{f.name} disagree on "
+                    "whether it is run-only; declare both with run_only() or neither"
+                )
+    return frozenset(marked)
+
+
+def result_fields(cfg: Any, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The fields of config ``cfg`` that decide its result (all but the run-only ones).
+
+    Args:
+        cfg: a dataclass config.
+        exclude: further fields to leave out (e.g. a seed that a cache names separately).
+
+    Returns:
+        ``{name: value}`` in field order, values as :func:`dataclasses.asdict` gives them.
+    """
+    skipped = run_only_fields(type(cfg)) | set(exclude)
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in skipped}
+
+
+def config_fingerprint(
+    cfg: Any,
+    exclude: Iterable[str] = (),
+    extra: Mapping[str, Any] | None = None,
+    length: int = 12,
+) -> str:
+    """Hex digest of :func:`result_fields` (plus ``extra``): names what ``cfg`` computes.
+
+    Two configs that differ only in run-only fields get the same fingerprint, so a cache
+    keyed by it is shared exactly where :func:`check_resumable` lets a run continue.
+
+    Args:
+        cfg: a dataclass config.
+        exclude: fields left out (see :func:`result_fields`).
+        extra: more identity to hash with the fields (e.g. the search space's hash).
+        length: hex characters kept.
+    """
+    settings = {**dict(extra or {}), **result_fields(cfg, exclude)}
+    canonical = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+class _Missing:
+    """Stands for a field one side of a comparison does not have (shown, never compared)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_NOT_A_FIELD = _Missing("(no such setting now)")
+_NO_DEFAULT = _Missing("nothing")
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldChange:
+    """One result-deciding field whose value differs between a saved run and now."""
+
+    name: str
+    saved: Any
+    current: Any
+    recorded: bool = True  # False: the run predates the field; ``saved`` is its default
+
+    def __str__(self) -> str:
+        before = repr(self.saved) if self.recorded else f"(not recorded, default {self.saved!r})"
+        return f"{self.name}: {before} -> {self.current!r}"
+
+
+def _default(f: dataclasses.Field) -> Any:
+    """The value a field gets when it is not given (a stand-in if it has none)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return _NO_DEFAULT
+
+
+def changed_fields(saved: Mapping[str, Any], current: Any) -> list[FieldChange]:
+    """The result-deciding fields in which config ``current`` differs from ``saved``.
+
+    Args:
+        saved: the config a run was started with, as a mapping (a checkpoint's
+            ``config``, a run's YAML file).
+        current: the dataclass config it is to be resumed with.
+
+    A field ``saved`` lacks (the run predates it) counts as its default value, the value
+    that keeps what older runs did; a saved key that is no longer a field is a change,
+    since what it asked for cannot be honoured now.
+
+    Returns:
+        The changes in field order, then unknown saved keys in sorted order; empty when the
+        run may be resumed.
+    """
+    run_only_names = run_only_fields(type(current))
+    now = dataclasses.asdict(current)
+    changes = []
+    for f in dataclasses.fields(current):
+        if f.name in run_only_names:
+            continue
+        recorded = f.name in saved
+        before = saved[f.name] if recorded else _default(f)
+        if before != now[f.name]:
+            changes.append(FieldChange(f.name, before, now[f.name], recorded))
+    for name in sorted(set(saved) - set(now)):
+        changes.append(FieldChange(name, saved[name], _NOT_A_FIELD))
+    return changes
+
+
+class ResumeConflict(ConfigError):
+    """Resuming a run with a config that would compute something else."""
+
+
+def check_resumable(saved: Mapping[str, Any], current: Any, where: str, remedy: str) -> None:
+    """Refuse to resume the run started with ``saved`` under config ``current``.
+
+    Args:
+        saved: the run's config as recorded (see :func:`changed_fields`).
+        current: the dataclass config of the resume.
+        where: what the message is about (the checkpoint or config file).
+        remedy: what the user can do instead, in a clause.
+
+    Raises:
+        ResumeConflict: naming every changed field (``name: saved -> current``), the
+            remedy, and the fields that may change on resume.
+    """
+    changes = changed_fields(saved, current)
+    if not changes:
+        return
+    free = ", ".join(sorted(run_only_fields(type(current)))) or "none"
+    raise ResumeConflict(
+        f"{where}: cannot resume, the run was started with other settings "
+        f"({'; '.join(str(change) for change in changes)}); {remedy} (only these may change "
+        f"on resume: {free})"
+    )

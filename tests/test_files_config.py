@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -106,3 +107,120 @@ def test_a_space_named_to_escape_keeps_its_latency_table_in_the_folder(tmp_path)
     path = default_table_path(space, 32, root=tmp_path / "latency")
     assert path.parent == tmp_path / "latency"
     assert path.name == f"ESCAPED-{space.hash}-b32.json"
+
+
+# ------------------------------------------------- resume checks: run-only fields (issue 17)
+def _config_types() -> dict[str, type]:
+    from nasfuse.search import SearchConfig
+    from nasfuse.training import RetrainConfig, SupernetTrainConfig
+
+    return {
+        "SupernetTrainConfig": SupernetTrainConfig,
+        "RetrainConfig": RetrainConfig,
+        "SearchConfig": SearchConfig,
+    }
+
+
+_TRAINING_RUN_ONLY = {"data_dir", "download", "num_workers", "threads", "progress", "eval_every"}
+# Every config type whose resume is checked, and the fields a resume may change.
+RUN_ONLY = {
+    "SupernetTrainConfig": _TRAINING_RUN_ONLY | {"few_shot_epochs", "few_shot_site"},
+    "RetrainConfig": _TRAINING_RUN_ONLY,
+    "SearchConfig": {
+        "data_dir",
+        "download",
+        "trials",
+        "ray_address",
+        "num_cpus",
+        "concurrency",
+        "threads",
+        "pick",
+    },
+}
+
+
+def _field_changes() -> list[tuple[str, str]]:
+    return [
+        (type_name, f.name)
+        for type_name, cfg_type in _config_types().items()
+        for f in dataclasses.fields(cfg_type)
+    ]
+
+
+@pytest.mark.parametrize("type_name", list(RUN_ONLY))
+def test_run_only_fields_are_exactly_the_table(type_name: str) -> None:
+    from nasfuse.config import run_only_fields
+
+    assert run_only_fields(_config_types()[type_name]) == RUN_ONLY[type_name]
+
+
+@pytest.mark.parametrize(("type_name", "field_name"), _field_changes())
+def test_a_resume_accepts_a_run_only_change_and_refuses_any_other(
+    type_name: str, field_name: str, one_field_changed: Callable[[object, str], object]
+) -> None:
+    """Each field on its own: changing a run-only one resumes, any other is refused."""
+    from nasfuse.config import ResumeConflict, changed_fields, check_resumable
+
+    saved = _config_types()[type_name]()
+    current = one_field_changed(saved, field_name)
+    record = dataclasses.asdict(saved)
+    if field_name in RUN_ONLY[type_name]:
+        assert changed_fields(record, current) == []
+        check_resumable(record, current, "run", "start another")
+    else:
+        with pytest.raises(ResumeConflict) as refused:
+            check_resumable(record, current, "run.pt", "start another --out")
+        message = str(refused.value)
+        before, after = getattr(saved, field_name), getattr(current, field_name)
+        assert f"{field_name}: {before!r} -> {after!r}" in message
+        assert message.startswith("run.pt: cannot resume") and "start another --out" in message
+        free = ", ".join(sorted(RUN_ONLY[type_name]))
+        assert f"only these may change on resume: {free}" in message
+
+
+@pytest.mark.parametrize(("type_name", "field_name"), _field_changes())
+def test_the_fingerprint_changes_exactly_with_the_fields_a_resume_refuses(
+    type_name: str, field_name: str, one_field_changed: Callable[[object, str], object]
+) -> None:
+    from nasfuse.config import config_fingerprint
+
+    base = _config_types()[type_name]()
+    same = config_fingerprint(one_field_changed(base, field_name)) == config_fingerprint(base)
+    assert same == (field_name in RUN_ONLY[type_name])
+
+
+def test_a_field_the_run_predates_counts_as_its_default_and_an_old_one_as_a_change() -> None:
+    from nasfuse.config import changed_fields, run_only
+
+    @dataclasses.dataclass
+    class Config:
+        lr: float = 0.1
+        mode: str = "a"
+        threads: int | None = run_only(None)
+
+    assert changed_fields({"lr": 0.1}, Config(threads=2)) == []  # mode was added since
+    changes = [str(c) for c in changed_fields({"lr": 0.1, "gone": 3}, Config(mode="b"))]
+    assert changes == [
+        "mode: (not recorded, default 'a') -> 'b'",
+        "gone: 3 -> (no such setting now)",
+    ]
+
+
+def test_a_subclass_must_keep_a_fields_classification() -> None:
+    from nasfuse.config import run_only, run_only_fields
+
+    @dataclasses.dataclass
+    class Base:
+        threads: int | None = run_only(None)
+
+    @dataclasses.dataclass
+    class Kept(Base):
+        threads: int | None = run_only(1)
+
+    @dataclasses.dataclass
+    class Dropped(Base):
+        threads: int | None = 1
+
+    assert run_only_fields(Kept) == {"threads"}
+    with pytest.raises(TypeError, match="Dropped.threads and Base.threads disagree"):
+        run_only_fields(Dropped)

@@ -141,6 +141,32 @@ def test_retrain_resumes_exactly_after_a_crash(
     assert all(torch.equal(resumed[key], straight[key]) for key in straight)
 
 
+def test_retrain_resume_accepts_run_only_fields_and_refuses_others(
+    arch_files: dict[str, Path], retrained: Path, tmp_path: Path
+) -> None:
+    """Issue 17: the retraining's checkpoint resumes with other threads, progress,
+    eval_every or data location, and refuses another seed or learning rate."""
+    import shutil
+
+    shutil.copy(retrained / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    changed = tiny_retrain_config(threads=1, progress=True, eval_every=2, data_dir=str(tmp_path))
+    metrics = retrain(arch_files["add"], changed, tmp_path, resume=True)
+    assert metrics["epochs"] == 2
+    resumed = load_checkpoint(tmp_path / "model.pt")["model"]
+    straight = load_checkpoint(retrained / "model.pt")["model"]
+    assert all(torch.equal(resumed[key], straight[key]) for key in straight)
+    for change, shown in (({"seed": 1}, "seed: 0 -> 1"), ({"lr": 0.1}, "lr: 0.05 -> 0.1")):
+        other = tmp_path / f"other-{next(iter(change))}"
+        other.mkdir()
+        shutil.copy(retrained / "checkpoint.pt", other / "checkpoint.pt")
+        with pytest.raises(ValueError, match="cannot resume") as refused:
+            retrain(arch_files["add"], tiny_retrain_config(**change), other, resume=True)
+        assert shown in str(refused.value)
+        assert "only these may change on resume: data_dir, download, eval_every, num_workers" in (
+            str(refused.value)
+        )
+
+
 def test_init_from_supernet_copies_its_weights(
     arch_files: dict[str, Path], tiny_supernet: Path, tmp_path: Path
 ) -> None:

@@ -353,8 +353,14 @@ class _Training(Exception):
 
 
 def _search_up_to_training(
-    out: Path, table: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    out: Path,
+    table: dict | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    more: tuple[str, ...] = (),
 ) -> tuple[int | None, str]:
+    """``nasfuse search`` (plus ``more`` arguments) on the tiny space, stopped where it
+    would train its supernet; ``table`` (if any) is put in the run first."""
     import json
 
     import nasfuse.search._driver as driver
@@ -364,11 +370,12 @@ def _search_up_to_training(
         raise _Training
 
     monkeypatch.setattr(driver, "_supernet", training)
-    out.mkdir()
-    (out / "latency_table.json").write_text(json.dumps(table))
+    out.mkdir(exist_ok=True)
+    if table is not None:
+        (out / "latency_table.json").write_text(json.dumps(table))
     argv = [
         "search", "--space", str(TINY_RESNET), "--set", "width_mult=1.0", "--budget", "quick",
-        "--epochs", "1", "--trials", "2", "--threads", "1", "--out", str(out),
+        "--epochs", "1", "--trials", "2", "--threads", "1", "--out", str(out), *more,
     ]  # fmt: skip
     try:
         code = main(argv)
@@ -413,3 +420,56 @@ def test_a_reused_latency_table_of_other_settings_is_refused_before_training(
     assert f"{field}={value!r}" in line and "delete it" in line
     assert "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["latency_table.json", "search_config.yaml"]
+
+
+@pytest.mark.parametrize(
+    "more",
+    [
+        ("--trials", "5"),
+        ("--threads", "2"),
+        ("--num-cpus", "1"),
+        ("--pick", "max-acc"),
+        ("concurrency=1", "download=true"),
+        ("data_dir=elsewhere",),
+    ],
+)
+def test_a_resumed_search_accepts_run_only_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], more
+) -> None:
+    """Issue 17: more trials, other threads, CPUs, concurrency, pick rule or data location
+    continue the search (it goes on to its supernet)."""
+    import torch
+
+    out = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        assert _search_up_to_training(out, None, monkeypatch, capsys)[0] is None
+        code, err = _search_up_to_training(out, None, monkeypatch, capsys, (*more, "--resume"))
+    finally:
+        torch.set_num_threads(threads)  # --threads 2 set the driver's, in this process
+    assert code is None, err
+
+
+@pytest.mark.parametrize(
+    ("more", "shown"),
+    [
+        (("--seed", "1"), "seed: 0 -> 1"),
+        (("--sampler", "random"), "sampler: 'nsga2' -> 'random'"),
+        (("--epochs", "2"), "supernet_epochs: 1 -> 2"),
+        (("--study-name", "other"), "study_name: 'nasfuse' -> 'other'"),
+        (("few_shot_epochs=1",), "few_shot_epochs: 0 -> 1"),
+    ],
+)
+def test_a_resumed_search_refuses_other_search_settings_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], more, shown
+) -> None:
+    out = tmp_path / "run"
+    assert _search_up_to_training(out, None, monkeypatch, capsys)[0] is None
+    saved = (out / "search_config.yaml").read_text()
+    code, err = _search_up_to_training(out, None, monkeypatch, capsys, (*more, "--resume"))
+    assert code == 2, err  # refused, and _supernet (training) was never reached
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"nasfuse search: error: {out / 'search_config.yaml'}: cannot resume")
+    assert shown in line and "resume with the same ones or start another --out" in line
+    assert "only these may change on resume: concurrency, data_dir, download, num_cpus" in line
+    assert (out / "search_config.yaml").read_text() == saved  # the run's record is kept

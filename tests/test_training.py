@@ -424,6 +424,52 @@ def test_resume_with_another_config_is_refused(straight_run: Path, tmp_path: Pat
         train_supernet(tiny_config(lr=0.1), tmp_path, resume=True)
 
 
+def test_resume_accepts_the_run_only_fields_and_trains_nothing_more(
+    straight_run: Path, tmp_path: Path
+) -> None:
+    """Issue 17: threads, progress, eval_every, where the data is and the few-shot split
+    after the training may change on resume; the finished run stays as it was."""
+    import shutil
+
+    shutil.copy(straight_run / "supernet.pt", tmp_path / "supernet.pt")
+    changed = tiny_config(
+        threads=1,
+        progress=True,
+        eval_every=1,
+        data_dir=str(tmp_path),
+        download=True,
+        few_shot_site="not used without few_shot_epochs",
+    )
+    train_supernet(changed, tmp_path, resume=True)
+    assert_same_checkpoints(
+        load_checkpoint(straight_run / "supernet.pt"), load_checkpoint(tmp_path / "supernet.pt")
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        ({"epochs": 3}, "epochs: 2 -> 3"),  # the cosine schedule's length: not an extension
+        ({"sampler": "fair"}, "sampler: 'uniform' -> 'fair'"),
+        ({"op_init": "paper"}, "op_init: 'sum' -> 'paper'"),
+        ({"seed": 1}, "seed: 0 -> 1"),
+    ],
+)
+def test_resume_refuses_a_result_field_naming_it_and_the_free_ones(
+    straight_run: Path, tmp_path: Path, change: dict, shown: str
+) -> None:
+    import shutil
+
+    shutil.copy(straight_run / "supernet.pt", tmp_path / "supernet.pt")
+    with pytest.raises(ValueError, match="cannot resume") as refused:
+        train_supernet(tiny_config(**change), tmp_path, resume=True)
+    message = str(refused.value)
+    assert shown in message and "use the run's config.yaml" in message
+    assert "only these may change on resume: data_dir, download, eval_every, few_shot_epochs" in (
+        message
+    )
+
+
 def test_fair_training_trains_every_op_equally(tmp_path: Path) -> None:
     train_supernet(tiny_config(epochs=1, sampler="fair", eval_archs=0), tmp_path)
     counts = load_checkpoint(tmp_path / "supernet.pt")["extra"]["sampler"]["counts"]

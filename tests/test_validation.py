@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,30 @@ def test_budget_key_ignores_seed_and_threads_but_not_epochs() -> None:
     arch = space.uniform_arch("add")
     assert StandaloneJob.of(arch, 1) == StandaloneJob.of(dict(arch), 1)
     assert StandaloneJob.of(arch, 1) != StandaloneJob.of(arch, 2)
+
+
+def _retrain_fields() -> list[str]:
+    import dataclasses
+
+    from nasfuse.training import RetrainConfig
+
+    return [f.name for f in dataclasses.fields(RetrainConfig)]
+
+
+@pytest.mark.parametrize("field_name", _retrain_fields())
+def test_budget_key_shares_trainings_exactly_where_a_resume_would(
+    field_name: str, one_field_changed: Callable[[object, str], object]
+) -> None:
+    """Issue 17: the stand-alone cache ignores the job's seed and the fields a resumed
+    training may change (eval_every too), and no other."""
+    from nasfuse.config import run_only_fields
+    from nasfuse.training import RetrainConfig
+
+    space = load_space(FIXTURES / "tiny_resnet.yaml")
+    base = RetrainConfig(epochs=3)
+    same = budget_key(space, one_field_changed(base, field_name)) == budget_key(space, base)
+    # Which fields are run-only is pinned in test_files_config.
+    assert same == (field_name in run_only_fields(RetrainConfig) | {"seed"})
 
 
 # ------------------------------------------------------------------ end to end

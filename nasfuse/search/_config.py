@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nasfuse.config import run_only
+
 __all__ = ["SearchConfig", "SearchPlan", "BUDGETS", "resolve_plan"]
 
 
@@ -75,16 +77,20 @@ class SearchConfig:
             torch's default. On a shared CPU, 1 avoids oversubscription.
         seed: seeds the sampler, data splits and supernet training.
         pick: rule for ``best.yaml``; None: ``max-latency=<max_latency_ms>`` if set, else ``knee``.
+
+    Run-only (may change on ``--resume``): ``data_dir``, ``download``, ``trials``,
+    ``ray_address``, ``num_cpus``, ``concurrency``, ``threads``, ``pick``; a change to any
+    other field is refused, since the study would mix trials of two searches.
     """
 
     space: str = "hrnet_lite"
     space_options: dict[str, Any] = field(default_factory=dict)
     dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
+    data_dir: str | None = run_only(None)
+    download: bool = run_only(False)
     train_subset: int | None = None
     budget: Literal["quick", "default", "full"] = "default"
-    trials: int | None = None
+    trials: int | None = run_only(None)  # a resume may ask for more (or stop sooner)
     supernet_epochs: int | None = None
     width_mult: float | None = None
     sampler: Literal["nsga2", "tpe", "random"] = "nsga2"
@@ -96,9 +102,9 @@ class SearchConfig:
     max_params_m: float | None = None
     storage: str | None = None
     study_name: str = "nasfuse"
-    ray_address: str | None = None
-    num_cpus: int | None = None
-    concurrency: int | None = None
+    ray_address: str | None = run_only(None)
+    num_cpus: int | None = run_only(None)
+    concurrency: int | None = run_only(None)
     supernet: str | None = None
     calib_batches: int | None = None
     finetune_steps: int = 0
@@ -108,9 +114,10 @@ class SearchConfig:
     supernet_options: dict[str, Any] = field(default_factory=dict)
     input_size: int | None = None
     hrnet_modules: int | None = None
-    threads: int | None = None
+    # Only the driver's speed: the latency table and the trials run on one thread each.
+    threads: int | None = run_only(None)
     seed: int = 0
-    pick: str | None = None
+    pick: str | None = run_only(None)  # applied to the whole study at export
 
 
 @dataclass(frozen=True)

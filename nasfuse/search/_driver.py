@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from nasfuse.config import config_from_dict
+from nasfuse.config import check_resumable, config_from_dict
 from nasfuse.files import atomic_write_text, read_yaml_mapping
 from nasfuse.run_lock import lock_run_dir
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
@@ -52,16 +52,6 @@ __all__ = ["SearchResult", "run_search", "default_run_dir", "LATENCY_TABLE_FILE"
 
 LATENCY_TABLE_FILE = "latency_table.json"
 SUPERNET_DIR = "supernet"
-# Resolved-config keys a resumed run may change without changing what was searched.
-_RESUMABLE_CHANGES = {
-    "trials",
-    "ray_address",
-    "num_cpus",
-    "concurrency",
-    "pick",
-    "data_dir",
-    "download",
-}
 
 
 @dataclass
@@ -153,18 +143,10 @@ def _adopt_supernet(cfg: SearchConfig) -> SearchConfig:
 
 
 def _check_resume(path: Path, resolved: SearchConfig) -> None:
+    """Refuse to resume the search of ``path`` (its ``search_config.yaml``) with settings
+    that would change what is searched (:func:`nasfuse.config.check_resumable`)."""
     saved = read_yaml_mapping(path, "the saved search settings", allow_empty=True)
-    current = dataclasses.asdict(resolved)
-    changed = [
-        f"{key}: {saved.get(key)!r} -> {current[key]!r}"
-        for key in current
-        if key not in _RESUMABLE_CHANGES and key in saved and saved[key] != current[key]
-    ]
-    if changed:
-        raise ValueError(
-            f"{path}: the run was started with other settings ({'; '.join(changed)}); "
-            "resume with the same ones or start another --out"
-        )
+    check_resumable(saved, resolved, str(path), "resume with the same ones or start another --out")
 
 
 def _check_study_storage(cfg: SearchConfig, resume: bool) -> None:

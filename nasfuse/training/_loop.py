@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from nasfuse.config import save_config
+from nasfuse.config import check_resumable, run_only, save_config
 from nasfuse.data import DataBundle
 from nasfuse.files import CheckpointError, load_checkpoint, save_checkpoint
 from nasfuse.training.distributed import (
@@ -43,21 +43,6 @@ __all__ = [
     "restore_rng_state",
     "train_one_epoch",
 ]
-
-# Keys that may change when a run is resumed: they do not change what is computed.
-# The few-shot split runs after the training and keeps its own record (few_shot.json).
-RESUMABLE_CHANGES = frozenset(
-    {
-        "num_workers",
-        "progress",
-        "data_dir",
-        "download",
-        "threads",
-        "few_shot_epochs",
-        "few_shot_site",
-        "eval_every",
-    }
-)
 
 
 @dataclass
@@ -98,11 +83,16 @@ class TrainingConfig:
             training: its fixed archs) every this many epochs and after the last. It only
             thins the ``val/*`` curves: the validation never changes the training (its
             loaders draw no random numbers and the supernet's BN statistics are restored).
+
+    Fields declared with :func:`~nasfuse.config.run_only` (``data_dir``, ``download``,
+    ``num_workers``, ``threads``, ``progress``, ``eval_every``) may change when a run is
+    resumed; every other field is refused if it changes (``epochs`` too: the schedule's
+    length shapes the learning rate of every step already taken).
     """
 
     dataset: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
+    data_dir: str | None = run_only(None)  # where the same images are read from
+    download: bool = run_only(False)
     train_subset: int | None = None
     epochs: int = 20
     batch_size: int = 32
@@ -117,12 +107,12 @@ class TrainingConfig:
     label_smoothing: float = 0.1
     clip_grad: float | None = None
     seed: int = 0
-    num_workers: int = 0
-    threads: int | None = None
+    num_workers: int = run_only(0)  # images are seeded one by one, not per worker
+    threads: int | None = run_only(None)
     amp: bool = True
     channels_last: bool = True
-    progress: bool = True
-    eval_every: int = 1
+    progress: bool = run_only(True)
+    eval_every: int = run_only(1)
 
 
 @dataclass
@@ -343,16 +333,6 @@ def build_bundle(cfg: TrainingConfig, input_size: int, context: DistributedConte
     return build(cfg.download)
 
 
-def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``key: saved -> current`` for every key that differs and matters for the result."""
-    keys = sorted((set(saved) | set(current)) - RESUMABLE_CHANGES)
-    return [
-        f"{key}: {saved.get(key)!r} -> {current.get(key)!r}"
-        for key in keys
-        if saved.get(key) != current.get(key)
-    ]
-
-
 class TrainingRun:
     """One training run: model, optimisation, checkpoints, TensorBoard; subclassed per stage.
 
@@ -499,12 +479,12 @@ class TrainingRun:
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore a checkpoint written by :meth:`state` (refusing one of another config)."""
         path = self.checkpoint_path
-        differences = config_differences(state.get("config", {}), dataclasses.asdict(self.cfg))
-        if differences:
-            raise ValueError(
-                f"{path}: cannot resume with a different config ({'; '.join(differences)}); "
-                "use the run's config.yaml or start a new run in another --out"
-            )
+        check_resumable(
+            state.get("config", {}),
+            self.cfg,
+            str(path),
+            "use the run's config.yaml or start a new run in another --out",
+        )
         try:
             self.net.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from nasfuse.config import run_only
 from nasfuse.files import CheckpointError, load_checkpoint
 from nasfuse.training._loop import TrainingConfig, TrainingRun, build_bundle
 from nasfuse.training.evaluation import evaluate_arch, preserved_bn_stats
@@ -63,6 +64,10 @@ class SupernetTrainConfig(TrainingConfig):
             ``few_shot_site`` into one sub-supernet per op, each trained this many more
             epochs from these weights (:func:`~nasfuse.training.train_few_shot`); 0: none.
         few_shot_site: the site to split on; None: the last site.
+
+    Run-only (may change on resume): the training's own (see
+    :class:`~nasfuse.training._loop.TrainingConfig`) and ``few_shot_epochs``,
+    ``few_shot_site``.
     """
 
     space: str = "hrnet_lite"
@@ -72,12 +77,14 @@ class SupernetTrainConfig(TrainingConfig):
     op_init: Literal["sum", "paper"] = "sum"
     clip_grad: float | None = 5.0
     eval_archs: int = 2
-    eval_every: int = 5
+    eval_every: int = run_only(5)
     eval_calib_batches: int = 5
     fixed_sites: dict[str, str] = field(default_factory=dict)
     init_from: str | None = None
-    few_shot_epochs: int = 0
-    few_shot_site: str | None = None
+    # The few-shot split runs after this training, from its final weights, and keeps its
+    # own record (few_shot.json, which refuses another split); the supernet is the same.
+    few_shot_epochs: int = run_only(0)
+    few_shot_site: str | None = run_only(None)
 
 
 def space_info(space: Any) -> dict[str, Any]:

@@ -15,7 +15,6 @@ half-way resumes from its last epoch's checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -27,12 +26,13 @@ from typing import Any
 
 import yaml
 
+from nasfuse.config import config_fingerprint, result_fields
 from nasfuse.files import atomic_write_text
 
 __all__ = ["StandaloneJob", "budget_key", "standalone_dir", "train_standalone"]
 
-# Settings that do not change what a training computes (how it runs, where data lives).
-_RUN_ONLY_KEYS = ("seed", "progress", "threads", "num_workers", "data_dir", "download")
+# A job's seed names its own directory inside the budget's, so the budget leaves it out.
+_JOB_FIELDS = ("seed",)
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,13 @@ class StandaloneJob:
 
 
 def budget_key(space: Any, cfg: Any) -> str:
-    """12 hex chars naming the space and the result-changing fields of a RetrainConfig."""
-    settings = {
-        key: value for key, value in dataclasses.asdict(cfg).items() if key not in _RUN_ONLY_KEYS
-    }
-    canonical = json.dumps({"space_hash": space.hash, **settings}, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    """12 hex chars naming the space and the result-changing fields of a RetrainConfig.
+
+    The fields are those a resumed training refuses to change
+    (:func:`nasfuse.config.config_fingerprint`), less the seed: a cached training is
+    reused exactly where its checkpoint could be resumed.
+    """
+    return config_fingerprint(cfg, exclude=_JOB_FIELDS, extra={"space_hash": space.hash})
 
 
 def standalone_dir(cache_dir: str | Path, space: Any, cfg: Any, job: StandaloneJob) -> Path:
@@ -132,9 +133,7 @@ def train_standalone(
     unique = list(dict.fromkeys(jobs))
     budget_dir = cache_dir / budget_key(space, cfg)
     budget_dir.mkdir(parents=True, exist_ok=True)
-    shared = {
-        key: value for key, value in dataclasses.asdict(cfg).items() if key not in _RUN_ONLY_KEYS
-    }
+    shared = result_fields(cfg, exclude=_JOB_FIELDS)
     budget_file = budget_dir / "budget.yaml"
     if not budget_file.is_file():
         atomic_write_text(
