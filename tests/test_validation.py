@@ -314,3 +314,35 @@ def test_validate_supernet_end_to_end_on_the_tiny_space(tmp_path: Path) -> None:
     }
     assert main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_seed_halves_average_each_half_and_need_four_seeds() -> None:
+    from nasfuse.validation._validate import seed_halves
+
+    assert seed_halves([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]) is None
+    accs = [[0.80, 0.82, 0.90, 0.70, 0.99], [0.60, 0.64, 0.66, 0.62, 0.0]]
+    first, second = seed_halves(accs)  # the fifth seed is left out of both halves
+    assert first == pytest.approx([0.81, 0.62])
+    assert second == pytest.approx([0.80, 0.64])
+
+
+def test_the_halves_ceiling_is_a_row_of_the_table_with_four_seeds() -> None:
+    from nasfuse.validation import format_validation_table
+
+    def row(tau: float) -> dict:
+        return {"count": 4, "top_k": 1, "kendall_tau": tau, "kendall_p": 0.5,
+                "spearman_rho": tau, "top_k_precision": 1.0, "ci_level": None}  # fmt: skip
+
+    report = {
+        "seeds": [0, 1, 2, 3],
+        "archs": [],
+        "ranking": row(0.1),
+        "noise_ceiling": row(0.3),
+        "noise_ceiling_halves": row(0.6),
+        "latency": {"device": "cpu"},
+    }
+    table = format_validation_table(report)
+    halves = [line for line in table.splitlines() if "seeds 0–1 vs 2–3" in line]
+    assert len(halves) == 1 and "0.600" in halves[0]
+    del report["noise_ceiling_halves"]
+    assert "vs 2–3" not in format_validation_table(report)

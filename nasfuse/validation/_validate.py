@@ -9,7 +9,8 @@ each from scratch with one fixed short budget and several seeds (Ray Tune trials
 The ground truth is noisy: the same architecture trained with another seed lands
 elsewhere. So beside τ of the supernet against the seeds' mean accuracy, the report gives
 the *noise ceiling*, τ between seed 0 and seed 1 (what the ground truth reaches against
-itself), and two free predictors any supernet must beat: rank by predicted latency and
+itself; with 4 or more seeds also the mean of half the seeds against the other half's),
+and two free predictors any supernet must beat: rank by predicted latency and
 rank by parameter count. Every τ, ρ and top-k precision carries a bootstrap interval over
 architectures. Outputs in ``<run>/validation/`` (or ``out_dir``):
 
@@ -62,7 +63,8 @@ class ValidationConfig:
             is not allowed) is always validated; None: every op the space offers.
         epochs: stand-alone training epochs (the same short budget for every architecture).
         seeds: stand-alone trainings per architecture (seeds ``seed``, ``seed + 1``, ...);
-            the ground truth is their mean, the noise ceiling compares the first two.
+            the ground truth is their mean, the noise ceiling compares the first two (and,
+            with 4 or more, the means of the two halves of the seeds).
         bootstrap: resamples of the architectures for the confidence intervals.
         train_subset: stand-alone training on a fixed stratified subset of this many images
             (None: the whole training split).
@@ -366,6 +368,12 @@ def validate_supernet(
         if cfg.seeds >= 2
         else None
     )
+    halves = seed_halves(seed_accs)
+    noise_ceiling_halves = (
+        ranking_stats(*halves, stats.top_k, bootstrap=cfg.bootstrap, seed=cfg.seed).to_dict()
+        if halves
+        else None
+    )
     report: dict[str, Any] = {
         "format": VALIDATION_FORMAT,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -432,6 +440,9 @@ def validate_supernet(
         "seeds": seeds,
         "ranking": stats.to_dict(),
         "noise_ceiling": noise_ceiling,
+        # With 4 or more seeds: the mean of one half of the seeds against the other's, the
+        # ceiling of a ground truth that averages that many seeds.
+        "noise_ceiling_halves": noise_ceiling_halves,
         "predictors": {
             # Free predictors: slower or larger networks are guessed to be more accurate.
             "latency": compare([e["latency_ms"] for e in entries], stats.top_k).to_dict(),
@@ -515,6 +526,30 @@ def _statistics_row(name: str, stats: Mapping[str, Any] | None) -> str:
     )
 
 
+def seed_halves(
+    seed_accs: Sequence[Sequence[float]],
+) -> tuple[list[float], list[float]] | None:
+    """Per architecture, the mean accuracy of the first half of its seeds and of the second.
+
+    ``seed_accs[i]`` holds architecture i's accuracy for each seed. With n seeds (n >= 4)
+    the halves are seeds ``0 .. n//2 - 1`` and ``n//2 .. 2*(n//2) - 1`` (an odd last seed is
+    left out so both halves average as many). None with fewer than 4 seeds: a half of one
+    seed is the seed-0-vs-seed-1 ceiling already.
+    """
+    count = min((len(accs) for accs in seed_accs), default=0)
+    if count < 4:
+        return None
+    half = count // 2
+    first = [statistics.fmean(accs[:half]) for accs in seed_accs]
+    second = [statistics.fmean(accs[half : 2 * half]) for accs in seed_accs]
+    return first, second
+
+
+def _halves_label(seeds: int) -> str:
+    half = seeds // 2
+    return f"noise ceiling: mean of seeds 0–{half - 1} vs {half}–{2 * half - 1}"
+
+
 def format_validation_table(report: Mapping[str, Any]) -> str:
     """Markdown tables of ``validation.json``: one row per architecture, then the statistics
     (the supernet, the noise ceiling and the free predictors, with their intervals)."""
@@ -545,6 +580,11 @@ def format_validation_table(report: Mapping[str, Any]) -> str:
             "supernet, no BN recalibration", report.get("ranking_without_recalibration")
         ),
         _statistics_row("noise ceiling: seed 0 vs seed 1", report.get("noise_ceiling")),
+        *(
+            [_statistics_row(_halves_label(seeds), report["noise_ceiling_halves"])]
+            if report.get("noise_ceiling_halves")
+            else []
+        ),
         _statistics_row("predicted latency (slower = better)", predictors.get("latency")),
         _statistics_row("parameter count (larger = better)", predictors.get("params")),
         "",
