@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -284,6 +285,158 @@ def test_searcher_budget_dedup_and_constraints_without_ray(sampler_name: str) ->
             assert trial.params == {"a": "concat", "b": "concat", "c": "concat"}
             assert trial.constraints["latency_ms"] > 0
     assert all(t.user_attrs["status"] != "infeasible" for t in searcher.study.best_trials)
+
+
+def _small_searcher(n_trials: int, **kwargs: Any) -> Any:
+    import optuna
+
+    from nasfuse.search import FusionSearcher, make_sampler
+
+    ops = ["add", "concat"]
+    return FusionSearcher(
+        sites={site: list(ops) for site in "abcd"},
+        costs=SyntheticCosts(ops),
+        n_trials=n_trials,
+        sampler=make_sampler("random", seed=0, population_size=4),
+        study_name="unit",
+        storage=optuna.storages.InMemoryStorage(),
+        **kwargs,
+    )
+
+
+def _evaluated(config: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "evaluated", "accuracy": 0.5, "latency_ms": config["predicted_latency_ms"]}
+
+
+def test_the_searcher_runs_under_the_concurrency_limiter_tune_wraps_it_in() -> None:
+    """Issue 17: a plain Ray Tune Searcher of ours; Tune's max_concurrent_trials wraps it."""
+    from ray.tune.search import ConcurrencyLimiter, Searcher
+
+    searcher = _small_searcher(6)
+    told: list[Any] = []
+    searcher.add_listener(told.append)
+    limited = ConcurrencyLimiter(searcher, max_concurrent=2)
+    assert limited.metric == ["accuracy", "latency_ms"] and limited.mode == ["max", "min"]
+    assert [d.name for d in searcher.study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    # Tune offers its (empty) param_space; the sites are the space, so it is declined.
+    assert limited.set_search_properties(None, None, {}) is False
+    first, second = limited.suggest("t0"), limited.suggest("t1")
+    assert isinstance(first, dict) and isinstance(second, dict)
+    assert limited.suggest("t2") is None  # two in flight: the limiter holds the third back
+    assert [t.state.name for t in searcher.study.get_trials()] == ["RUNNING", "RUNNING"]
+    open_configs = {"t0": first, "t1": second}
+    for step in range(2, 50):
+        trial_id = next(iter(open_configs))
+        limited.on_trial_complete(trial_id, _evaluated(open_configs.pop(trial_id)))
+        config = limited.suggest(f"t{step}")
+        if config == Searcher.FINISHED:
+            break
+        if config is not None:
+            open_configs[f"t{step}"] = config
+    while open_configs:
+        trial_id = next(iter(open_configs))
+        limited.on_trial_complete(trial_id, _evaluated(open_configs.pop(trial_id)))
+    assert limited.suggest("last") == Searcher.FINISHED
+    assert searcher.counted_trials == 6 == len(told)
+    assert {t.state.name for t in searcher.study.get_trials()} == {"COMPLETE"}
+    searcher.close()
+
+
+def test_the_searcher_pickles_and_saves_a_pointer_to_its_study(tmp_path: Path) -> None:
+    """Tune pickles its search algorithm (tuner.pkl) and saves it in checkpoints; the study,
+    the lease's thread and the listeners stay out: resuming reopens the study."""
+    import json
+    import pickle
+    import threading
+
+    lock = threading.Lock()  # a listener holding what pickle refuses, as a progress bar does
+    searcher = _small_searcher(2, listeners=[lambda trial: lock])
+    config = searcher.suggest("t0")
+    searcher.on_trial_complete("t0", _evaluated(config))
+    pointer = pickle.loads(pickle.dumps(searcher))
+    assert pointer.study_name == "unit"
+    path = tmp_path / "searcher-state.json"
+    assert searcher.counted_trials == 1  # (the pointer counts the study as last read)
+    searcher.save(str(path))
+    saved = json.loads(path.read_text())
+    assert saved["study_name"] == "unit" and saved["counted_trials"] == 1
+    before = len(searcher.study.get_trials())
+    searcher.restore(str(path))  # nothing to restore: the study is the state
+    assert len(searcher.study.get_trials()) == before
+    searcher.close()
+
+
+def test_a_trial_whose_drawing_failed_is_drawn_again_or_told_interrupted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A storage error while the sites are drawn leaves an asked trial: the next suggest
+    for that Ray trial draws the same Optuna trial again, and an interrupted search tells it
+    interrupted, so no trial stays RUNNING."""
+    import optuna
+
+    from nasfuse.search._study import trial_status
+
+    draw = optuna.trial.Trial.suggest_categorical
+    calls = {"n": 0}
+
+    def flaky(self: Any, name: str, choices: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("storage went away")
+        return draw(self, name, choices)
+
+    monkeypatch.setattr(optuna.trial.Trial, "suggest_categorical", flaky)
+    retried = _small_searcher(3)
+    with pytest.raises(RuntimeError, match="storage went away"):
+        retried.suggest("t0")
+    config = retried.suggest("t0")
+    assert config["optuna_trial"] == 0 and len(retried.study.get_trials()) == 1
+    retried.close()
+
+    calls["n"] = 0
+    interrupted = _small_searcher(3)
+    with pytest.raises(RuntimeError, match="storage went away"):
+        interrupted.suggest("t0")
+    interrupted.interrupt_open_trials()
+    (trial,) = interrupted.study.get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL and trial_status(trial) == "interrupted"
+    interrupted.close()
+
+
+def test_the_searcher_uses_no_private_ray_or_optuna_attribute() -> None:
+    """Issue 17, in addition to the behaviour above: what a reader should not find."""
+    import inspect
+
+    import nasfuse.search._searcher as module
+    from nasfuse.search import FusionSearcher
+
+    source = inspect.getsource(module)
+    for private in ("_ot_study", "_ot_trials", "_completed_trials", "_trial_id", "ray._private"):
+        assert private not in source, private
+    assert "OptunaSearch" not in [cls.__name__ for cls in FusionSearcher.__mro__]
+
+
+def test_loopback_only_switches_rays_cluster_flag_for_its_block_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from ray._private import ray_constants
+
+    from nasfuse.search._engine import RAY_CLUSTERS_ENV, _loopback_only
+
+    assert RAY_CLUSTERS_ENV == ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # spelt as Ray does
+    monkeypatch.delenv(RAY_CLUSTERS_ENV, raising=False)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    with _loopback_only():
+        assert ray_constants.ENABLE_RAY_CLUSTER is False and os.environ[RAY_CLUSTERS_ENV] == "0"
+    assert ray_constants.ENABLE_RAY_CLUSTER is before and RAY_CLUSTERS_ENV not in os.environ
+    # A Ray release without the flag: the variable still reaches Ray's processes.
+    monkeypatch.delattr(ray_constants, "ENABLE_RAY_CLUSTER")
+    with _loopback_only():
+        assert os.environ[RAY_CLUSTERS_ENV] == "0"
+    assert "no cluster switch" in capsys.readouterr().out
+    assert not hasattr(ray_constants, "ENABLE_RAY_CLUSTER")
 
 
 def test_quick_budget_shallows_hrnet_spaces_only_and_user_depth_wins():

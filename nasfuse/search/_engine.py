@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +121,12 @@ def _environ(key: str, value: str) -> Iterator[None]:
             os.environ[key] = before
 
 
+# Ray's switch for clusters, named in Ray's own messages ("Restart the Ray cluster with the
+# environment variable RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1"). Spelt here: the name's only
+# definition in Ray is in its private constants module.
+RAY_CLUSTERS_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
 @contextlib.contextmanager
 def _loopback_only() -> Iterator[None]:
     """Make a local Ray listen on 127.0.0.1 only.
@@ -130,17 +135,31 @@ def _loopback_only() -> Iterator[None]:
     interface (even with ``_node_ip_address="127.0.0.1"``, which it resolves back to that
     address). With clusters switched off (the setting Ray uses on macOS and Windows) the
     node is 127.0.0.1 and every server binds there. The environment variable reaches Ray's
-    processes; the constant is read by this process's ``ray.init``.
-    """
-    from ray._private import ray_constants
+    processes; this process read it when it imported Ray, so its copy is switched too.
 
-    before = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    That copy is the one private part of Ray nasfuse still touches (issue 17): Ray 2.60 has
+    no public way to give a local node a loopback address, and the variable alone comes too
+    late for this process. A Ray without that copy gets the variable only, and a note.
+    """
     try:
-        with _environ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"):
+        from ray._private import ray_constants
+    except ImportError:
+        ray_constants = None
+    before = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if before is None:
+        print(
+            f"ray: this Ray has no cluster switch to turn off: {RAY_CLUSTERS_ENV}=0 reaches its "
+            "processes only, and the local Ray may listen beyond 127.0.0.1",
+            flush=True,
+        )
+    else:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _environ(RAY_CLUSTERS_ENV, "0"):
             yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = before
+        if before is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 class local_ray:  # noqa: N801 - used as a context manager, reads like one
@@ -430,9 +449,6 @@ def _run_searcher(
 
         searcher.add_listener(advance)
 
-    # Ray warns when the define-by-run space takes over a second: here that time is the
-    # storage writing one parameter per site (72 for hrnet_lite), expected and harmless.
-    warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space`")
     ray_start_seconds = 0.0
     try:
         if searcher.counted_trials < n_trials:

@@ -1,8 +1,12 @@
-"""Ray Tune's ``OptunaSearch``, taught the rules of an architecture search.
+"""A Ray Tune searcher that drives an Optuna study by the rules of an architecture search.
 
-:class:`FusionSearcher` is an ``OptunaSearch`` (the Optuna sampler runs inside Ray Tune
-and the study is its own ask/tell study, kept in a persistent storage) with these additions
-made in ``suggest`` and ``on_trial_complete``, for one driver or several on one study:
+:class:`FusionSearcher` is a ``ray.tune.search.Searcher`` that owns an Optuna study, kept in
+a persistent storage, and drives it through Optuna's public ask-and-tell interface
+(``Study.ask``, ``Study.tell``, ``Study.enqueue_trial``, ``Study.get_trials``): the Optuna
+sampler runs inside Ray Tune's driver, one Optuna trial per suggested architecture. It
+relies on no private attribute of Ray or Optuna (issue 17), so a new release of either
+cannot change it underneath. ``suggest`` and ``on_trial_complete`` follow these rules, for
+one driver or several on one study:
 
 - constraints are checked in the driver before a trial is started; an infeasible
   architecture is told to Optuna at once with ``trial.set_constraint`` values > 0 (which
@@ -46,11 +50,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from nasfuse.search._baselines import Baseline
 from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL, DRIVER_ATTR, DriverLease
-from nasfuse.search._study import COUNTED_STATUSES, OBJECTIVES, trial_status
+from nasfuse.search._study import COUNTED_STATUSES, DIRECTIONS, OBJECTIVES, trial_status
 from nasfuse.search._trial import ArchCosts
 
 __all__ = ["FusionSearcher", "Constraints", "make_sampler"]
@@ -99,14 +102,34 @@ def _counted(trial: FrozenTrial) -> bool:
 def _trial_params(trial: FrozenTrial) -> Mapping[str, Any]:
     """The architecture of a trial: its params, or for a waiting one those it was given."""
     if trial.state == TrialState.WAITING:
+        # Optuna keeps an enqueued trial's parameters in this system attribute until it is
+        # asked (FrozenTrial.system_attrs is public; no other public reader exists).
         return trial.system_attrs.get("fixed_params", trial.params)
     return trial.params
+
+
+def _open_study(
+    study_name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler
+) -> optuna.Study:
+    """Create the search's study, or load it when ``storage`` holds it already (a resumed
+    search, or another driver that created it first: Optuna settles that race itself).
+
+    No pruner: a trial reports once, and Optuna cannot prune a multi-objective trial.
+    """
+    return optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        pruner=optuna.pruners.NopPruner(),
+        study_name=study_name,
+        directions=list(DIRECTIONS),
+        load_if_exists=True,
+    )
 
 
 TrialListener = Callable[[optuna.trial.FrozenTrial], None]
 
 
-class FusionSearcher(OptunaSearch):
+class FusionSearcher(Searcher):
     """One categorical Optuna parameter per fusion site; two objectives; see module doc.
 
     Several searchers (one per driver process) may share a study: each tags its trials with
@@ -154,14 +177,11 @@ class FusionSearcher(OptunaSearch):
         poll_seconds: float = 1.0,
     ) -> None:
         self._sites = {name: list(ops) for name, ops in sites.items()}
-        super().__init__(
-            space=self._define_arch,
-            metric=list(OBJECTIVES),
-            mode=["max", "min"],
-            sampler=sampler,
-            study_name=study_name,
-            storage=storage,
-        )
+        # Ray Tune reads metric and mode from its searcher; the study has the same directions.
+        super().__init__(metric=list(OBJECTIVES), mode=["max", "min"])
+        self._study = _open_study(study_name, storage, sampler)
+        self._asked: dict[str, optuna.Trial] = {}  # Ray trial id -> asked, ops not all drawn
+        self._running: dict[str, optuna.Trial] = {}  # Ray trial id -> the trial it evaluates
         self._costs = costs
         self._n_trials = int(n_trials)
         self._constraints = constraints or Constraints()
@@ -177,8 +197,8 @@ class FusionSearcher(OptunaSearch):
         self._cache: dict[str, tuple[list[float], int, dict[str, Any]]] = {}
         self._failed: dict[str, tuple[int, str]] = {}  # arch hash -> (trial number, error)
         self._check_study(space_hash)
-        self.trials_before = len(self._ot_study.get_trials(deepcopy=False))
-        self.lease = DriverLease(self._ot_study, lease_interval, lease_grace).start()
+        self.trials_before = len(self._study.get_trials(deepcopy=False))
+        self.lease = DriverLease(self._study, lease_interval, lease_grace).start()
         self.others_live_at_start = self.lease.others_live()
         self._view: list[FrozenTrial] = []
         self._live: set[str] = set()
@@ -208,7 +228,7 @@ class FusionSearcher(OptunaSearch):
 
     @property
     def study(self) -> optuna.Study:
-        return self._ot_study
+        return self._study
 
     @property
     def counted_trials(self) -> int:
@@ -238,11 +258,11 @@ class FusionSearcher(OptunaSearch):
             return
         self._read_at = now
         self._live = self.lease.live_drivers()
-        self._view = self._ot_study.get_trials(deepcopy=False)
+        self._view = self._study.get_trials(deepcopy=False)
         if now - self._orphans_at >= min(self.lease.interval, self._poll_seconds * 5):
             self._orphans_at = now
             if self._fail_orphans():
-                self._view = self._ot_study.get_trials(deepcopy=False)
+                self._view = self._study.get_trials(deepcopy=False)
         for trial in self._view:
             status = trial.user_attrs.get("status")
             key = trial.user_attrs.get("arch_hash")
@@ -282,12 +302,12 @@ class FusionSearcher(OptunaSearch):
         for trial in self.lease.orphans(self._view, self._live):
             try:
                 # No status attribute: a failed trial without one reads as interrupted.
-                self._ot_study.tell(trial.number, state=TrialState.FAIL)
+                self._study.tell(trial.number, state=TrialState.FAIL)
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
                 continue  # another driver failed it first (or its driver told it after all)
             failed.append(trial)
         if failed:
-            self._view = self._ot_study.get_trials(deepcopy=False)
+            self._view = self._study.get_trials(deepcopy=False)
             self._enqueue_reruns(only={t.number for t in failed})
         return failed
 
@@ -330,16 +350,16 @@ class FusionSearcher(OptunaSearch):
             if len(rerun) >= room:
                 break
             attrs = {k: v for k, v in trial.user_attrs.items() if k.startswith("baseline")}
-            self._ot_study.enqueue_trial(params, user_attrs={**attrs, "rerun_of": trial.number})
+            self._study.enqueue_trial(params, user_attrs={**attrs, "rerun_of": trial.number})
             held.add(arch_hash(params))
             rerun.append(trial.number)
         if rerun:
-            self._view = self._ot_study.get_trials(deepcopy=False)
+            self._view = self._study.get_trials(deepcopy=False)
         self.reruns.extend(rerun)
         return rerun
 
     def _check_study(self, space_hash: str) -> None:
-        study = self._ot_study
+        study = self._study
         attrs = study.user_attrs
         directions = [d.name.lower() for d in study.directions]
         if directions != ["maximize", "minimize"]:
@@ -373,7 +393,7 @@ class FusionSearcher(OptunaSearch):
                 break
             if arch_hash(baseline.arch) in held:
                 continue
-            self._ot_study.enqueue_trial(
+            self._study.enqueue_trial(
                 dict(baseline.arch),
                 user_attrs={
                     "baseline": baseline.name,
@@ -383,7 +403,7 @@ class FusionSearcher(OptunaSearch):
             )
             enqueued.append(baseline)
         if enqueued:
-            self._view = self._ot_study.get_trials(deepcopy=False)
+            self._view = self._study.get_trials(deepcopy=False)
         return enqueued
 
     def interrupt_open_trials(self) -> None:
@@ -391,8 +411,8 @@ class FusionSearcher(OptunaSearch):
         (not counted; it is re-run first on resume), so none stays RUNNING."""
         for trial_id in list(self._ray_trials):
             self.on_trial_complete(trial_id, result=None)
-        for trial_id, trial in list(self._ot_trials.items()):  # asked, never started by Ray
-            self._ot_trials.pop(trial_id)
+        for trial_id, trial in list(self._asked.items()):  # asked, never started by Ray
+            self._asked.pop(trial_id)
             self._tell(trial, "interrupted", None)
         for trials in [*self._waiting.values(), *self._elsewhere.values()]:
             for trial in trials:
@@ -408,14 +428,27 @@ class FusionSearcher(OptunaSearch):
         generation and never be a parent. Asking the sampler here makes the baselines
         NSGA-II's first generation.
         """
-        sampler = self._ot_study.sampler
+        sampler = self._study.sampler
         if isinstance(sampler, optuna.samplers.BaseGASampler):
             frozen = next(t for t in self._view if t.number == number)
-            sampler.get_trial_generation(self._ot_study, frozen)
+            sampler.get_trial_generation(self._study, frozen)
 
-    def _define_arch(self, trial: optuna.Trial) -> None:
-        for site, ops in self._sites.items():
-            trial.suggest_categorical(site, ops)
+    def _ask(self, trial_id: str) -> tuple[optuna.Trial, dict[str, str]]:
+        """A new trial of the study (the first enqueued one, if any) and its architecture:
+        one categorical parameter per site, drawn by the sampler or fixed by the enqueuing.
+
+        The trial is kept under ``trial_id`` until every site is drawn, so one whose drawing
+        failed (a storage error) is drawn again on the next call for ``trial_id``, not left
+        RUNNING, and is told interrupted by :meth:`interrupt_open_trials`.
+        """
+        if trial_id not in self._asked:
+            self._asked[trial_id] = self._study.ask()
+        trial = self._asked[trial_id]
+        arch = {
+            site: str(trial.suggest_categorical(site, ops)) for site, ops in self._sites.items()
+        }
+        del self._asked[trial_id]
+        return trial, arch
 
     def _tell(
         self,
@@ -430,7 +463,7 @@ class FusionSearcher(OptunaSearch):
             for key, value in (attrs or {}).items():
                 if value is not None:
                     trial.set_user_attr(key, value)
-            frozen = self._ot_study.tell(trial, list(values) if values is not None else None, state)
+            frozen = self._study.tell(trial, list(values) if values is not None else None, state)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             # Another driver took this driver for gone and failed the trial: it re-runs it.
             print(
@@ -446,7 +479,7 @@ class FusionSearcher(OptunaSearch):
         """Start evaluating ``ot_trial`` as Ray trial ``trial_id``: its config."""
         key = info["arch_hash"]
         self._in_flight[key] = trial_id
-        self._ot_trials[trial_id] = ot_trial
+        self._running[trial_id] = ot_trial
         self._ray_trials[trial_id] = info
         self.evaluations_started += 1
         return {
@@ -539,10 +572,8 @@ class FusionSearcher(OptunaSearch):
                     time.sleep(pause)
                     self.waiting_seconds += pause
                 return None
-            params = super().suggest(trial_id)
-            ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
+            ot_trial, arch = self._ask(trial_id)
             ot_trial.set_user_attr(DRIVER_ATTR, self.lease.driver_id)
-            arch = {site: str(params[site]) for site in self._sites}
             key = arch_hash(arch)
             latency = float(self._costs.latency_ms(arch))
             n_params = int(self._costs.params(arch))
@@ -574,6 +605,13 @@ class FusionSearcher(OptunaSearch):
                 continue
             return self._evaluation(trial_id, ot_trial, info)
 
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        """Decline a Tune ``param_space`` (Tune then refuses one with search domains): the
+        space is the sites, and metric and mode are the study's two objectives."""
+        return False
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Multi-objective trials report once; nothing to do until they complete."""
 
@@ -592,7 +630,7 @@ class FusionSearcher(OptunaSearch):
         if result and result.get("eval_seconds") is not None:
             self.evaluation_seconds += float(result["eval_seconds"])
         info = self._ray_trials.pop(trial_id)
-        ot_trial: optuna.Trial = self._ot_trials.pop(trial_id)
+        ot_trial = self._running.pop(trial_id)
         key = info["arch_hash"]
         self._in_flight.pop(key, None)
         waiting = self._waiting.pop(key, [])
@@ -601,7 +639,6 @@ class FusionSearcher(OptunaSearch):
             # counted; it is re-run first when the search resumes.
             for trial in [ot_trial, *waiting]:
                 self._tell(trial, "interrupted", None)
-            self._completed_trials.add(trial_id)
             return
         result = result or {}
         accuracy = result.get("accuracy")
@@ -620,7 +657,6 @@ class FusionSearcher(OptunaSearch):
             self._failed[key] = (ot_trial.number, attrs["error"])
             for repeat in waiting:
                 self._tell(repeat, "failed", None, {"duplicate_of": ot_trial.number, **attrs})
-            self._completed_trials.add(trial_id)
             return
         # The trial's latency is its measurement when the evaluator measures, else the
         # prediction it was given.
@@ -635,13 +671,12 @@ class FusionSearcher(OptunaSearch):
         self._cache[key] = (values, ot_trial.number, extra)
         for repeat in waiting:
             self._tell(repeat, "cached", values, {"duplicate_of": ot_trial.number, **extra})
-        self._completed_trials.add(trial_id)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles its config (search_alg included) into tuner.pkl for Tuner.restore.
         # This searcher holds a live study, a TensorBoard writer and a progress bar, and its
         # resume path is reopening the study, so only a pointer is pickled.
-        return {"study_name": self._ot_study.study_name, "_unpickled": True}
+        return {"study_name": self._study.study_name, "_unpickled": True}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -649,7 +684,7 @@ class FusionSearcher(OptunaSearch):
     def save(self, checkpoint_path: str) -> None:
         """The study is the state: write where it lives (Ray Tune checkpoints call this)."""
         pointer = {
-            "study_name": self._ot_study.study_name,
+            "study_name": self._study.study_name,
             "saved_at": time.time(),
             "counted_trials": sum(1 for t in self._view if _counted(t)),
         }
