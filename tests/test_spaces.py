@@ -497,9 +497,13 @@ def test_narrowing_the_ops_drops_the_removed_ops_rules() -> None:
 def test_a_rule_for_an_op_the_file_does_not_offer_is_still_refused(tmp_path) -> None:
     text = (Path(__file__).parent.parent / "search_spaces" / "resnet20.yaml").read_text()
     path = tmp_path / "narrow.yaml"
-    path.write_text(text.replace("ops: [add, concat, dwff, aff, iaff, cmgm, dynconv, pmfs]", "ops: [add]"))
+    path.write_text(
+        text.replace("ops: [add, concat, dwff, aff, iaff, cmgm, dynconv, pmfs]", "ops: [add]")
+    )
     with pytest.raises(SpaceError, match="restrict.cmgm"):
         load_space(path)
+
+
 # ------------------------------------------------------------------ the family registry
 def test_the_shipped_families_are_registered_and_their_spaces_listed() -> None:
     assert {"hrnet", "resnet"} <= set(list_families())
