@@ -296,6 +296,13 @@ def _descendants(pid: int) -> list[int]:
         return []
 
 
+def _start_logged(args: list[str], env: dict[str, str], stderr_path: Path) -> subprocess.Popen:
+    """Start a child whose stderr goes to ``stderr_path``. Not a pipe: a pipe that nobody
+    reads while the test polls fills with Ray's logging and stalls the child."""
+    with open(stderr_path, "wb") as stderr_file:
+        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=stderr_file)
+
+
 def _kill_tree(process: subprocess.Popen) -> None:
     """SIGKILL a process and every process it started (its Ray workers), then reap it."""
     children = _descendants(process.pid)
@@ -319,10 +326,11 @@ def test_resume_after_kill_ends_with_exactly_the_requested_trials(
         tests=str(Path(__file__).parent), run_dir=str(tmp_path), n=n_trials, log=str(log)
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 120
+    stderr_path = tmp_path / "child.stderr"
+    process = _start_logged([sys.executable, "-c", code], env, stderr_path)
+    # A generous bound, not a timing goal: under a loaded CI the child's own Ray can take
+    # minutes to come up beside the ones already running.
+    deadline = time.monotonic() + 420
     done = 0
     try:
         while time.monotonic() < deadline and process.poll() is None:
@@ -337,8 +345,13 @@ def test_resume_after_kill_ends_with_exactly_the_requested_trials(
             if done >= 7:  # as in the issue: replays of sampled trials would be cached
                 break
     finally:
+        exited = process.poll()
         _kill_tree(process)
-    assert 7 <= done < n_trials, f"the search was not caught mid-way ({done} trials done)"
+    stderr = stderr_path.read_text(errors="replace")[-3000:]
+    assert 7 <= done < n_trials, (
+        f"the search was not caught mid-way ({done} trials done, "
+        f"child exit {exited}); its stderr ends:\n{stderr}"
+    )
     running = _study(tmp_path).get_trials(states=(optuna.trial.TrialState.RUNNING,))
     # Those killed before their architecture was complete have nothing to re-run.
     cut_short = {t.number: t.params for t in running if len(t.params) == len(WIDE_SITES)}
@@ -641,14 +654,11 @@ def test_ctrl_c_exports_nothing_exits_130_and_resume_finishes(tmp_path: Path) ->
         "--epochs", "1", "--sampler", "random", "--threads", "1", "--out", str(out),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nasfuse", *argv, "--trials", "40"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    stderr_path = tmp_path / "search.stderr"
+    process = _start_logged(
+        [sys.executable, "-m", "nasfuse", *argv, "--trials", "40"], env, stderr_path
     )
-    done, deadline = 0, time.monotonic() + 240
+    done, deadline = 0, time.monotonic() + 420
     try:
         while time.monotonic() < deadline and process.poll() is None and done < 2:
             time.sleep(0.5)
@@ -656,9 +666,10 @@ def test_ctrl_c_exports_nothing_exits_130_and_resume_finishes(tmp_path: Path) ->
                 done = len(_study(out).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
         assert process.poll() is None and done >= 2, "the search was not caught mid-way"
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=120)
+        process.wait(timeout=120)
     finally:
         _kill_tree(process)
+    err = stderr_path.read_text(errors="replace")
     assert process.returncode == 130, err
     assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
     assert not (out / "pareto.csv").exists() and not (out / "best.yaml").exists()
