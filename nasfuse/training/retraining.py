@@ -32,7 +32,8 @@ from nasfuse.files import (
     load_checkpoint,
     save_checkpoint,
 )
-from nasfuse.training._loop import TrainingConfig, TrainingRun, build_bundle
+from nasfuse.training._config import TrainingConfig, seeded_bundle
+from nasfuse.training._loop import TrainingRun
 from nasfuse.training.evaluation import evaluate
 from nasfuse.training.supernet_training import load_supernet, space_from_info, space_info
 
@@ -65,7 +66,7 @@ class RetrainConfig(TrainingConfig):
     """Retraining: the shared hyperparameters, and where the weights start.
 
     Defaults: digits, 15 epochs, batch 32, SGD lr 0.05 cosine (see
-    :class:`~nasfuse.training._loop.TrainingConfig`).
+    :class:`~nasfuse.training._config.TrainingConfig`).
 
     Attributes:
         init: ``scratch`` (fresh weights) or ``supernet`` (the supernet's weights for this
@@ -168,15 +169,12 @@ class Retrainer(TrainingRun):
         context: Any = None,
     ) -> None:
         from nasfuse.arch import load_arch
-        from nasfuse.runtime import seed_everything
         from nasfuse.supernet import build_model
         from nasfuse.training.distributed import setup_distributed
 
         context = context if context is not None else setup_distributed()
         arch, space = load_arch(arch_path)
-        space.check_training_memory(cfg.batch_size)
-        bundle = build_bundle(cfg, space.input_size, context)
-        seed_everything(cfg.seed)
+        bundle = seeded_bundle(cfg, space, context)
         if cfg.init == "supernet":
             if not cfg.supernet:
                 raise ValueError(
