@@ -46,6 +46,7 @@ __all__ = [
     "Retrainer",
     "retrain",
     "load_model",
+    "model_from_checkpoint",
     "model_cost",
     "save_weights",
     "save_model_files",
@@ -289,9 +290,22 @@ def load_model(
         CheckpointError: missing, corrupted, of another kind, of another architecture or
             space, or with weights that do not fit.
     """
+    checkpoint = load_checkpoint(path, kind="model", map_location=map_location)
+    return model_from_checkpoint(checkpoint, path, arch=arch, space=space)
+
+
+def model_from_checkpoint(
+    checkpoint: Mapping[str, Any],
+    path: str | Path,
+    arch: Mapping[str, str] | None = None,
+    space: Any = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_model` of a checkpoint already loaded (kind ``"model"``) from ``path``.
+
+    For a caller that read the checkpoint to see its kind, so it is read once.
+    """
     from nasfuse.supernet import build_model
 
-    checkpoint = load_checkpoint(path, kind="model", map_location=map_location)
     if space is not None:
         remedy = "use it with the architecture file it was trained from"
         space.check_hash(checkpoint, "this model", path, remedy)

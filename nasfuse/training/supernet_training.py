@@ -31,6 +31,7 @@ __all__ = [
     "SupernetTrainer",
     "train_supernet",
     "load_supernet",
+    "supernet_from_checkpoint",
     "space_info",
     "SUPERNET_FILE",
 ]
@@ -249,9 +250,15 @@ def load_supernet(path: str | Path, map_location: str = "cpu") -> Any:
         CheckpointError: missing, corrupted or not a supernet checkpoint, a changed space,
             weights that do not fit, or non-finite weights.
     """
+    checkpoint = load_checkpoint(path, kind="supernet", map_location=map_location)
+    return supernet_from_checkpoint(checkpoint, path)
+
+
+def supernet_from_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Any:
+    """:func:`load_supernet` of a checkpoint already loaded (kind ``"supernet"``) from
+    ``path``; for a caller that read it to see its kind, so it is read once."""
     from nasfuse.supernet import Supernet
 
-    checkpoint = load_checkpoint(path, kind="supernet", map_location=map_location)
     for name, tensor in checkpoint["model"].items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(
