@@ -38,7 +38,7 @@ import yaml
 
 from nasfuse.files import atomic_write_text
 from nasfuse.spaces import SearchSpace, SpaceError, load_recorded_space
-from nasfuse.spaces._space import read_yaml_mapping
+from nasfuse.spaces._loading import read_yaml_mapping
 
 if TYPE_CHECKING:
     from nasfuse.data import DataBundle
