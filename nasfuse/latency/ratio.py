@@ -76,7 +76,9 @@ def measure_ratio(
     on, while its speed drifted, the same six networks measured three times differed by
     5% (median) in time and by 0.7% in ratio to the all-``add`` network, at 8 runs each
     (on the steady machine, both by about 1%). Both models take the same inputs; the
-    other arguments are those of :func:`~nasfuse.latency.measure.measure_latency`.
+    other arguments are those of :func:`~nasfuse.latency.measure.measure_latency`, so that
+    one set of keywords times a model either way (as
+    :func:`~nasfuse.latency.timing.measure_interleaved` does).
     """
     target = check_options(runs, warmup, device, clock)
     name = device_name_at(target, threads)
