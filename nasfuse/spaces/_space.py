@@ -250,26 +250,3 @@ def _recorded_space(found: SearchSpace | Mapping[str, Any]) -> tuple[str, str | 
         None if name is None else str(name),
         "not recorded" if options is None else options,
     )
-
-
-# Loading lived in this module before it was split out; its names stay importable here.
-_MOVED = {
-    "list_spaces": "nasfuse.spaces._loading",
-    "load_recorded_space": "nasfuse.spaces._loading",
-    "load_space": "nasfuse.spaces._loading",
-    "read_yaml_mapping": "nasfuse.spaces._loading",
-    "shipped_space_dirs": "nasfuse.spaces._loading",
-    "COMMON_KEYS": "nasfuse.spaces._resolve",
-    "RULE_KEYS": "nasfuse.spaces._resolve",
-    "apply_overrides": "nasfuse.spaces._resolve",
-    "resolve_space": "nasfuse.spaces._resolve",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Imported on first use: the loading module imports this one.
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
