@@ -80,14 +80,8 @@ def train_steps(trainer, batches) -> float:
 
     started = time.perf_counter()
     train_one_epoch(
-        trainer.model,
+        trainer.epoch_parts,
         batches,
-        trainer.optimizer,
-        trainer.scheduler,
-        trainer.loss_fn,
-        trainer.precision,
-        trainer.scaler,
-        trainer.context,
         global_step=0,
         before_step=trainer.before_step,
         progress=False,

@@ -38,7 +38,7 @@ import yaml
 
 from nasfuse.files import atomic_write_text
 from nasfuse.spaces import SearchSpace, SpaceError, load_recorded_space
-from nasfuse.spaces._space import read_yaml_mapping
+from nasfuse.spaces._loading import read_yaml_mapping
 
 if TYPE_CHECKING:
     from nasfuse.data import DataBundle
@@ -203,6 +203,8 @@ def save_arch(
         dataset, in_chans, num_classes, input_size, mean, std, interpolation, crop_pct:
             the data the network is for (``**data_fields(bundle)`` gives them all); those
             given are recorded under ``data``, checked as :func:`read_arch` checks them.
+            One keyword-only argument per :data:`DATA_KEYS` entry, rather than one
+            mapping, so that a misspelt fact is a ``TypeError`` at the call.
 
     Raises:
         SpaceError: for an architecture that does not fit ``space`` or inconsistent data

@@ -157,13 +157,8 @@ def export_model(
             file is left at ``out``).
         ValueError: unknown format or exporter.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if exporter not in ONNX_EXPORTERS:
-        raise ValueError(f"unknown ONNX exporter {exporter!r}; expected dynamo or legacy")
     out = Path(out)
-    if fmt == "exported-program" and out.suffix != ".pt2":
-        raise ValueError(f"{out}: torch.export.save writes .pt2 files; name it {out.stem}.pt2")
+    _check_request(out, fmt, exporter)
     model = model.to("cpu").eval()
     generator = torch.Generator().manual_seed(seed)
     example = torch.randn(EXPORT_BATCH, *input_shape, generator=generator)
@@ -173,30 +168,13 @@ def export_model(
         "torchscript": lambda path: _export_torchscript(model, example, path),
         "exported-program": lambda path: _export_program(model, example, path),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o666 & ~umask)  # as an ordinary file, not mkstemp's 0600
+    tmp = _temporary_file_beside(out)
     try:
         with torch.no_grad():
             writers[fmt](tmp)
             expected = model(images)
             actual = run_exported(tmp, fmt, images)
-        if actual.shape != expected.shape:
-            raise ExportMismatchError(
-                f"{out}: the exported model gives outputs of shape {tuple(actual.shape)} for a "
-                f"batch of {CHECK_BATCH}, PyTorch {tuple(expected.shape)}; nothing written"
-            )
-        difference = float((actual.float() - expected).abs().max())
-        if not difference <= tolerance:  # also refuses NaN
-            raise ExportMismatchError(
-                f"{out}: the {fmt} export's outputs differ from PyTorch's by up to "
-                f"{difference:.3g} (tolerance {tolerance:g}) on a random batch of "
-                f"{CHECK_BATCH}; nothing written"
-            )
+        difference = _checked_difference(out, fmt, actual, expected, tolerance)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -214,3 +192,49 @@ def export_model(
     if fmt == "torchscript":
         report["method"] = "trace (scripting cannot type the ops' Sequence[Tensor] inputs)"
     return report
+
+
+def _check_request(out: Path, fmt: str, exporter: str) -> None:
+    """Refuse an unknown format or exporter, and an ExportedProgram not named ``.pt2``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if exporter not in ONNX_EXPORTERS:
+        raise ValueError(f"unknown ONNX exporter {exporter!r}; expected dynamo or legacy")
+    if fmt == "exported-program" and out.suffix != ".pt2":
+        raise ValueError(f"{out}: torch.export.save writes .pt2 files; name it {out.stem}.pt2")
+
+
+def _temporary_file_beside(out: Path) -> Path:
+    """A new empty file in ``out``'s folder (created), with ``out``'s suffix, to move onto
+    ``out`` once checked; readable as an ordinary file is (umask), not mkstemp's 0600."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)
+    return tmp
+
+
+def _checked_difference(
+    out: Path, fmt: str, actual: torch.Tensor, expected: torch.Tensor, tolerance: float
+) -> float:
+    """The largest ``|actual - expected|``, refused above ``tolerance`` or if not finite.
+
+    Raises:
+        ExportMismatchError: another output shape, or a difference over ``tolerance``.
+    """
+    if actual.shape != expected.shape:
+        raise ExportMismatchError(
+            f"{out}: the exported model gives outputs of shape {tuple(actual.shape)} for a "
+            f"batch of {CHECK_BATCH}, PyTorch {tuple(expected.shape)}; nothing written"
+        )
+    difference = float((actual.float() - expected).abs().max())
+    if not difference <= tolerance:  # also refuses NaN
+        raise ExportMismatchError(
+            f"{out}: the {fmt} export's outputs differ from PyTorch's by up to "
+            f"{difference:.3g} (tolerance {tolerance:g}) on a random batch of "
+            f"{CHECK_BATCH}; nothing written"
+        )
+    return difference

@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +105,33 @@ def _axis_range(values: Sequence[float]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Where the plot sits in the image and which values its edges stand for."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    x_lo: float
+    x_hi: float
+    y_lo: float
+    y_hi: float
+
+    def to_pixel(self, x: float, y: float) -> tuple[float, float]:
+        px = self.left + (x - self.x_lo) / (self.x_hi - self.x_lo) * (
+            self.width - self.left - self.right
+        )
+        py = (
+            self.height
+            - self.bottom
+            - (y - self.y_lo) / (self.y_hi - self.y_lo) * (self.height - self.top - self.bottom)
+        )
+        return px, py
+
+
 def chart_image(
     series: Sequence[ChartSeries],
     title: str = "",
@@ -145,24 +173,43 @@ def chart_image(
     if not xs:
         draw.text((left, top + 10), "no data", fill="black", font=font)
         return np.asarray(image)
-    x_lo, x_hi = _axis_range(xs)
-    y_lo, y_hi = _axis_range(ys)
+    frame = _Frame(width, height, left, right, top, bottom, *_axis_range(xs), *_axis_range(ys))
+    _draw_axes(draw, frame, font, font_px, x_label, y_label)
+    if diagonal:
+        low, high = max(frame.x_lo, frame.y_lo), min(frame.x_hi, frame.y_hi)
+        if low < high:
+            draw.line([frame.to_pixel(low, low), frame.to_pixel(high, high)], fill=(170, 170, 170))
+    legend: list[tuple[ChartSeries, tuple[int, int, int]]] = []
+    labels: list[tuple[tuple[float, float], str, tuple[int, int, int]]] = []
+    for index, item in enumerate(series):
+        color = item.color or PALETTE[index % len(PALETTE)]
+        labels.extend(_draw_series(draw, frame, item, color))
+        if item.name:
+            legend.append((item, color))
+    # Labels last, so that no marker or line of a later series hides them.
+    for anchor_xy, label, color in labels:
+        draw.text(anchor_xy, label, fill=color, font=small, anchor="ld")
+    if legend:
+        _draw_legend(draw, legend, float(left), font_px * 2.4, font, font_px)
+    return np.asarray(image)
 
-    def to_pixel(x: float, y: float) -> tuple[float, float]:
-        px = left + (x - x_lo) / (x_hi - x_lo) * (width - left - right)
-        py = height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)
-        return px, py
 
-    x_ticks, y_ticks = nice_ticks(x_lo, x_hi), nice_ticks(y_lo, y_hi)
+def _draw_axes(
+    draw: Any, frame: _Frame, font: Any, font_px: int, x_label: str, y_label: str
+) -> None:
+    """Grid lines, ticks and their values, the plot's border and the axis labels."""
+    left, right, top, bottom = frame.left, frame.right, frame.top, frame.bottom
+    width, height = frame.width, frame.height
+    x_ticks, y_ticks = nice_ticks(frame.x_lo, frame.x_hi), nice_ticks(frame.y_lo, frame.y_hi)
     for x in x_ticks:
-        px, _ = to_pixel(x, y_lo)
+        px, _ = frame.to_pixel(x, frame.y_lo)
         draw.line([px, top, px, height - bottom], fill=(232, 232, 232))
         draw.line([px, height - bottom, px, height - bottom + 5], fill="black")
         draw.text(
             (px, height - bottom + 7), _tick_text(x, x_ticks), fill="black", font=font, anchor="ma"
         )
     for y in y_ticks:
-        _, py = to_pixel(x_lo, y)
+        _, py = frame.to_pixel(frame.x_lo, y)
         draw.line([left, py, width - right, py], fill=(232, 232, 232))
         draw.line([left - 5, py, left, py], fill="black")
         draw.text((left - 8, py), _tick_text(y, y_ticks), fill="black", font=font, anchor="rm")
@@ -175,52 +222,55 @@ def chart_image(
         anchor="md",
     )
     draw.text((left - 8, top - 6), y_label, fill="black", font=font, anchor="rd")
-    if diagonal:
-        low, high = max(x_lo, y_lo), min(x_hi, y_hi)
-        if low < high:
-            draw.line([to_pixel(low, low), to_pixel(high, high)], fill=(170, 170, 170))
 
-    legend: list[tuple[ChartSeries, tuple[int, int, int]]] = []
-    labels: list[tuple[tuple[float, float], str, tuple[int, int, int]]] = []
-    for index, item in enumerate(series):
-        color = item.color or PALETTE[index % len(PALETTE)]
-        points = [to_pixel(float(x), float(y)) for x, y in zip(item.xs, item.ys, strict=True)]
-        errors = item.errors or [0.0] * len(points)
-        for (x, y), (px, _py), error in zip(
-            zip(item.xs, item.ys, strict=True), points, errors, strict=True
-        ):
-            if error:
-                _, top_py = to_pixel(float(x), float(y) + float(error))
-                _, low_py = to_pixel(float(x), float(y) - float(error))
-                draw.line([px, top_py, px, low_py], fill=color)
-                draw.line([px - 3, top_py, px + 3, top_py], fill=color)
-                draw.line([px - 3, low_py, px + 3, low_py], fill=color)
-        if item.lines and len(points) > 1:
-            draw.line(points, fill=color, width=2)
+
+def _draw_series(
+    draw: Any, frame: _Frame, item: ChartSeries, color: tuple[int, int, int]
+) -> list[tuple[tuple[float, float], str, tuple[int, int, int]]]:
+    """One series' error bars and its line or markers; returns its point labels (where,
+    text, colour), which the caller draws after every series."""
+    points = [frame.to_pixel(float(x), float(y)) for x, y in zip(item.xs, item.ys, strict=True)]
+    errors = item.errors or [0.0] * len(points)
+    for (x, y), (px, _py), error in zip(
+        zip(item.xs, item.ys, strict=True), points, errors, strict=True
+    ):
+        if error:
+            _, top_py = frame.to_pixel(float(x), float(y) + float(error))
+            _, low_py = frame.to_pixel(float(x), float(y) - float(error))
+            draw.line([px, top_py, px, low_py], fill=color)
+            draw.line([px - 3, top_py, px + 3, top_py], fill=color)
+            draw.line([px - 3, low_py, px + 3, low_py], fill=color)
+    if item.lines and len(points) > 1:
+        draw.line(points, fill=color, width=2)
+    else:
+        for px, py in points:
+            _marker(draw, px, py, item, color)
+    offset = item.marker_size + 3
+    return [
+        ((px + offset, py - offset), label, color)
+        for (px, py), label in zip(points, item.labels or [None] * len(points), strict=True)
+        if label
+    ]
+
+
+def _draw_legend(
+    draw: Any,
+    legend: Sequence[tuple[ChartSeries, tuple[int, int, int]]],
+    x: float,
+    cy: float,
+    font: Any,
+    font_px: int,
+) -> None:
+    """One row from ``(x, cy)``: above the plot, under the title (inside the plot it would
+    hide points)."""
+    for item, color in legend:
+        if item.lines:
+            draw.line([x, cy, x + 22, cy], fill=color, width=3)
         else:
-            for px, py in points:
-                _marker(draw, px, py, item, color)
-        for (px, py), label in zip(points, item.labels or [None] * len(points), strict=True):
-            if label:
-                offset = item.marker_size + 3
-                labels.append(((px + offset, py - offset), label, color))
-        if item.name:
-            legend.append((item, color))
-    # Labels last, so that no marker or line of a later series hides them.
-    for anchor_xy, label, color in labels:
-        draw.text(anchor_xy, label, fill=color, font=small, anchor="ld")
-    if legend:
-        # One row above the plot, under the title: inside the plot it would hide points.
-        x, cy = float(left), font_px * 2.4
-        for item, color in legend:
-            if item.lines:
-                draw.line([x, cy, x + 22, cy], fill=color, width=3)
-            else:
-                small_item = dataclasses.replace(item, marker_size=min(item.marker_size, 5.0))
-                _marker(draw, x + 11, cy, small_item, color)
-            draw.text((x + 28, cy), item.name, fill="black", font=font, anchor="lm")
-            x += 28 + draw.textlength(item.name, font=font) + font_px * 1.5
-    return np.asarray(image)
+            small_item = dataclasses.replace(item, marker_size=min(item.marker_size, 5.0))
+            _marker(draw, x + 11, cy, small_item, color)
+        draw.text((x + 28, cy), item.name, fill="black", font=font, anchor="lm")
+        x += 28 + draw.textlength(item.name, font=font) + font_px * 1.5
 
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:

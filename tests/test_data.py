@@ -169,9 +169,9 @@ def write_cifar100(root: Path, train: int = 40, test: int = 12, classes: int = 4
 
 
 def _unnormalise(images: torch.Tensor, name: str) -> torch.Tensor:
-    from nasfuse.data._sources import _CIFAR_STATS
+    from nasfuse.data._cifar import CIFAR_STATS
 
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in _CIFAR_STATS[name])
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in CIFAR_STATS[name])
     return images * std + mean
 
 

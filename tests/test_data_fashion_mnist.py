@@ -24,7 +24,7 @@ from nasfuse.data import (
     find_fashion_mnist,
     read_idx,
 )
-from nasfuse.data._sources import FASHION_MNIST_FILES
+from nasfuse.data._fashion_mnist import FASHION_MNIST_FILES
 
 _STEMS = list(FASHION_MNIST_FILES.values())
 
@@ -176,7 +176,7 @@ def test_missing_everywhere_names_every_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NASFUSE_DATA_DIR", str(tmp_path / "env"))
-    monkeypatch.setattr("nasfuse.data._sources.DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr("nasfuse.data._fashion_mnist.DEBIAN_FASHION_MNIST", tmp_path / "debian")
     with pytest.raises(FileNotFoundError) as info:
         find_fashion_mnist()
     message = str(info.value)

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -67,26 +68,25 @@ def _env(tag: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, MARKER: tag}
 
 
+def _nasfuse(argv: list[str], tag: str) -> dict[str, Any]:
+    """How the tests run ``nasfuse ARGV`` for the run tagged ``tag``: its command line,
+    its marked environment, its stderr kept (as text) and its stdout dropped."""
+    return {
+        "args": [sys.executable, "-m", "nasfuse", *argv],
+        "env": _env(tag),
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.PIPE,
+        "text": True,
+    }
+
+
 def _start(argv: list[str], tag: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "nasfuse", *argv],
-        env=_env(tag),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a command in a terminal
-    )
+    # its own process group, as a command in a terminal
+    return subprocess.Popen(**_nasfuse(argv, tag), start_new_session=True)
 
 
 def _run(argv: list[str], tag: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nasfuse", *argv],
-        env=_env(tag),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=240,
-    )
+    return subprocess.run(**_nasfuse(argv, tag), timeout=240)
 
 
 def _wait_until(condition: Callable[[], bool], process: subprocess.Popen, timeout: float) -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-import nasfuse.latency.measure as measure_module
+import nasfuse.latency.passes as passes_module
 import nasfuse.latency.timing as timing_module
 from nasfuse.cli import main
 from nasfuse.latency import (
@@ -475,7 +475,7 @@ class _Costs(nn.Module):
 
 def test_measure_ratio_takes_out_a_steady_drift(monkeypatch) -> None:
     clock = _FakeClock()
-    monkeypatch.setattr(measure_module, "time", clock)
+    monkeypatch.setattr(passes_module, "time", clock)
     model, reference = _Costs(clock, 3.0), _Costs(clock, 2.0)
     alone = measure_latency(model, inputs=torch.zeros(1, 1), warmup=1, runs=6, threads=1)
     assert alone.p90_ms > 1.1 * alone.p10_ms  # the times drift...

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import nasfuse.latency.table as table_module
+import nasfuse.latency.checking as checking_module
 from nasfuse.latency import BuildOptions, LatencyTable, TableKey
 from nasfuse.latency.calibration import (
     best_form,
@@ -114,7 +114,9 @@ def test_build_and_measure_share_one_default_of_run_counts(monkeypatch) -> None:
     table = LatencyTable.from_dict(data)
     seen = []
     monkeypatch.setattr(
-        table_module, "measure_networks", lambda networks, archs, timing, *rest: seen.append(timing)
+        checking_module,
+        "measure_networks",
+        lambda networks, archs, timing, *rest: seen.append(timing),
     )
     monkeypatch.setattr(table, "_check_space", lambda space: None)
     table.measure(object(), [], progress=False)

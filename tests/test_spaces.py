@@ -384,7 +384,7 @@ def test_hrnet_fuse_layer_equals_a_hand_written_hrnet_sum() -> None:
 def test_shipped_spaces_are_found_in_the_wheel_before_the_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nasfuse.spaces import _space
+    from nasfuse.spaces import _loading
 
     wheel, checkout = tmp_path / "wheel", tmp_path / "checkout"
     wheel.mkdir()
@@ -392,7 +392,7 @@ def test_shipped_spaces_are_found_in_the_wheel_before_the_checkout(
     (checkout / "tiny.yaml").write_text(TINY_RESNET.read_text())
     (checkout / "other.yaml").write_text(TINY_RESNET.read_text())
     (wheel / "tiny.yaml").write_text(TINY_HRNET.read_text())
-    monkeypatch.setattr(_space, "shipped_space_dirs", lambda: [wheel, checkout])
+    monkeypatch.setattr(_loading, "shipped_space_dirs", lambda: [wheel, checkout])
     assert list_spaces() == ["other", "tiny"]
     assert load_space("tiny").name == "tiny_hrnet"
     assert load_space("other").name == "tiny_resnet"

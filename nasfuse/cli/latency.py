@@ -46,7 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "end-to-end measurement of one architecture, and validation of the table.",
     )
     commands = parser.add_subparsers(dest="latency_command", metavar="ACTION", required=True)
+    _register_build(commands)
+    _register_measure(commands)
+    _register_validate(commands)
 
+
+def _register_build(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser("build", help="measure a latency table for a space and save it")
     add_space_arguments(build, required=True)
     _add_measurement_options(build)
@@ -66,16 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--seed", type=int, default=0, help="seed of the calibration sample (default 0)"
     )
-    # the run counts the table uses everywhere unless told otherwise
-    from nasfuse.latency.timing import DEFAULT_RUNS
-
-    for flag, default, what in (
-        ("--runs", DEFAULT_RUNS.runs, "timed runs per op and round"),
-        ("--network-runs", DEFAULT_RUNS.network_runs, "timed runs per network and round"),
-        ("--rounds", DEFAULT_RUNS.rounds, "interleaved rounds"),
-        ("--warmup", DEFAULT_RUNS.warmup, "untimed runs per measurement"),
-    ):
-        build.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
+    _add_run_count_options(build)
     build.add_argument(
         "--method",
         choices=("network", "isolated"),
@@ -94,6 +90,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_clock_option(build)
     build.set_defaults(func=_build)
 
+
+def _add_run_count_options(build: argparse.ArgumentParser) -> None:
+    """``latency build``'s run counts, defaulting to those the table uses everywhere."""
+    from nasfuse.latency.timing import DEFAULT_RUNS
+
+    for flag, default, what in (
+        ("--runs", DEFAULT_RUNS.runs, "timed runs per op and round"),
+        ("--network-runs", DEFAULT_RUNS.network_runs, "timed runs per network and round"),
+        ("--rounds", DEFAULT_RUNS.rounds, "interleaved rounds"),
+        ("--warmup", DEFAULT_RUNS.warmup, "untimed runs per measurement"),
+    ):
+        build.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
+
+
+def _register_measure(commands: argparse._SubParsersAction) -> None:
     measure = commands.add_parser("measure", help="measure one architecture end to end")
     measure.add_argument("arch", type=Path, help="architecture YAML (as written by export)")
     _add_measurement_options(measure)
@@ -110,6 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_clock_option(measure, default=None)
     measure.set_defaults(func=_measure)
 
+
+def _register_validate(commands: argparse._SubParsersAction) -> None:
     validate = commands.add_parser(
         "validate", help="compare a table's predictions with measurements of fresh random archs"
     )

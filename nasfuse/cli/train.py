@@ -138,32 +138,19 @@ def _eval(args: argparse.Namespace) -> int:
     from nasfuse.data import build_loaders
     from nasfuse.files import CheckpointError, load_checkpoint
     from nasfuse.runtime import device_name
-    from nasfuse.training import (
-        evaluate,
-        evaluate_arch,
-        load_model,
-        load_supernet,
-        model_cost,
-    )
+    from nasfuse.training import evaluate, model_cost
 
     arch, space = load_arch(args.arch)
-    kind = load_checkpoint(args.checkpoint).get("kind")
-    if kind not in ("model", "supernet"):
+    checkpoint = load_checkpoint(args.checkpoint)  # read once; its kind says what it holds
+    kind = checkpoint.get("kind")
+    if kind not in _EVAL_WEIGHTS:
         raise CheckpointError(
             f"{args.checkpoint}: expected a 'model' (retrain) or 'supernet' checkpoint, "
             f"found kind {kind!r}"
         )
-    if kind == "model":
-        model, info = load_model(args.checkpoint, arch=arch, space=space)
-        num_classes, in_chans = int(info["num_classes"]), int(info["in_chans"])
-        dataset = args.dataset or info.get("dataset", "digits")
-    else:
-        supernet = load_supernet(args.checkpoint)
-        remedy = f"evaluate {args.arch} with a checkpoint of its own space"
-        space.check_hash(supernet.space, "this supernet", args.checkpoint, remedy)
-        num_classes, in_chans = supernet.num_classes, supernet.in_chans
-        checkpoint = load_checkpoint(args.checkpoint, kind="supernet")
-        dataset = args.dataset or checkpoint.get("dataset", "digits")
+    network = _EVAL_WEIGHTS[kind](args, checkpoint, arch, space)
+    num_classes, in_chans = int(checkpoint["num_classes"]), int(checkpoint["in_chans"])
+    dataset = args.dataset or checkpoint.get("dataset", "digits")
     bundle = build_loaders(
         dataset,
         input_size=space.input_size,
@@ -176,10 +163,9 @@ def _eval(args: argparse.Namespace) -> int:
             f"channels; {dataset} has {bundle.num_classes} and {bundle.in_chans}"
         )
     loader = bundle.test if args.split == "test" else bundle.val
+    model = network
     if kind == "supernet":
-        # Inherited weights: recalibrate BN for this path, then score the chosen split.
-        evaluate_arch(supernet, arch, bundle, calib_batches=args.calib_batches)
-        model = supernet.extract(arch).eval()
+        model = _path_of_supernet(args, network, arch, bundle)
     accuracy = evaluate(model, loader)
     params, flops = model_cost(model, in_chans, space.input_size)
     result = {
@@ -196,19 +182,62 @@ def _eval(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(result, indent=2))
-        return 0
-    weights = "trained model" if kind == "model" else "supernet weights, BN recalibrated"
-    print(f"arch: {args.arch} (space {space.name}, {weights})")
-    print(f"{args.split} accuracy: {accuracy:.4f} ({result['images']} images of {dataset})")
-    print(f"params: {params:,}")
-    print(
-        f"FLOPs: {flops / 1e6:.2f} M for one {in_chans}x{space.input_size}x{space.input_size} image"
-    )
+    else:
+        _print_eval(args, space, result)
     return 0
+
+
+def _trained_model(args: argparse.Namespace, checkpoint: Any, arch: Any, space: Any) -> Any:
+    """The retrained network of a ``model`` checkpoint, which must be of ``arch``."""
+    from nasfuse.training.retraining import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(checkpoint, args.checkpoint, arch=arch, space=space)
+    return model
+
+
+def _checked_supernet(args: argparse.Namespace, checkpoint: Any, arch: Any, space: Any) -> Any:
+    """The supernet of a ``supernet`` checkpoint, which must be of the arch's space."""
+    from nasfuse.training.supernet_training import supernet_from_checkpoint
+
+    supernet = supernet_from_checkpoint(checkpoint, args.checkpoint)
+    remedy = f"evaluate {args.arch} with a checkpoint of its own space"
+    space.check_hash(supernet.space, "this supernet", args.checkpoint, remedy)
+    return supernet
+
+
+def _path_of_supernet(args: argparse.Namespace, supernet: Any, arch: Any, bundle: Any) -> Any:
+    """Inherited weights: BN recalibrated for this path, then the path as a network."""
+    from nasfuse.training import evaluate_arch
+
+    evaluate_arch(supernet, arch, bundle, calib_batches=args.calib_batches)
+    return supernet.extract(arch).eval()
+
+
+# The network each kind of checkpoint ``nasfuse eval`` takes holds.
+_EVAL_WEIGHTS = {"model": _trained_model, "supernet": _checked_supernet}
+
+
+def _print_eval(args: argparse.Namespace, space: Any, result: dict[str, Any]) -> None:
+    """``nasfuse eval``'s report for a reader."""
+    size, in_chans = space.input_size, result["input"][1]
+    weights = "trained model" if result["kind"] == "model" else "supernet weights, BN recalibrated"
+    print(f"arch: {args.arch} (space {space.name}, {weights})")
+    print(
+        f"{args.split} accuracy: {result['accuracy']:.4f} "
+        f"({result['images']} images of {result['dataset']})"
+    )
+    print(f"params: {result['params']:,}")
+    print(f"FLOPs: {result['flops'] / 1e6:.2f} M for one {in_chans}x{size}x{size} image")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nasfuse train-supernet``, ``nasfuse retrain`` and ``nasfuse eval``."""
+    _register_train_supernet(subparsers)
+    _register_retrain(subparsers)
+    _register_eval(subparsers)
+
+
+def _register_train_supernet(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train-supernet",
         help="train a single-path supernet (uniform or fair sampling)",
@@ -226,6 +255,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=_train_supernet)
 
+
+def _register_retrain(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "retrain",
         help="train an exported architecture and score it on the test split",
@@ -244,6 +275,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=_retrain)
 
+
+def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="score an architecture's trained model (or its supernet weights)",

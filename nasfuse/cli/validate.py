@@ -73,6 +73,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "trainings are reused by a rerun."
         ),
     )
+    _add_pick_and_budget_arguments(parser)
+    _add_scoring_arguments(parser)
+    _add_output_arguments(parser)
+    _add_ray_arguments(parser)
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="other stand-alone training settings (RetrainConfig keys), e.g. lr=0.1",
+    )
+    parser.set_defaults(func=_validate_supernet)
+
+
+def _add_pick_and_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run, which architectures, the stand-alone budget and the statistics' settings."""
     parser.add_argument(
         "--run",
         type=Path,
@@ -114,6 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--top-k", type=int, default=None, help="k of top-k precision (default max(1, n//4))"
     )
+
+
+def _add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the supernet scores an architecture: recalibration, fine-tuning, few-shot."""
     parser.add_argument(
         "--calib-batches", type=int, default=20, help="BN recalibration batches (default 20)"
     )
@@ -140,6 +159,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--few-shot-site", default=None, help="the site to split on (default: the last)"
     )
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the outputs and the trainings go, and where the run's dataset is."""
     parser.add_argument("--out", type=Path, default=None, help="default <run>/validation")
     parser.add_argument(
         "--standalone-dir",
@@ -152,6 +175,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="where the run's dataset is now (default: where the supernet was trained from)",
     )
+
+
+def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Ray that runs the stand-alone trainings."""
     parser.add_argument(
         "--ray-address",
         default=None,
@@ -166,10 +193,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="GPUs (or a share, e.g. 0.5) each stand-alone training asks Ray for",
     )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="other stand-alone training settings (RetrainConfig keys), e.g. lr=0.1",
-    )
-    parser.set_defaults(func=_validate_supernet)

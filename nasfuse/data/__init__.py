@@ -26,17 +26,11 @@ Splits (fixed, independent of the run's seed, :data:`SPLIT_SEED`):
 
 from __future__ import annotations
 
+from nasfuse.data._fashion_mnist import DEBIAN_FASHION_MNIST, find_fashion_mnist
 from nasfuse.data._idx import read_idx
 from nasfuse.data._loaders import AugmentedSplit, DataBundle, build_loaders, seed_worker
-from nasfuse.data._sources import (
-    DATASETS,
-    DEBIAN_FASHION_MNIST,
-    SPLIT_SEED,
-    VAL_FRACTION,
-    default_data_dir,
-    find_fashion_mnist,
-    stratified_indices,
-)
+from nasfuse.data._sources import DATASETS
+from nasfuse.data._split import SPLIT_SEED, VAL_FRACTION, default_data_dir, stratified_indices
 
 __all__ = [
     "DATASETS",

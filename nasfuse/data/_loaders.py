@@ -14,12 +14,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from nasfuse.data._sources import SplitSource, load_source, stratified_indices
+from nasfuse.data._sources import load_source
+from nasfuse.data._split import SplitSource, stratified_indices
 
 __all__ = ["DataBundle", "AugmentedSplit", "build_loaders", "seed_worker", "EVAL_CROP_PCT"]
 
@@ -204,25 +206,11 @@ def build_loaders(
         FileNotFoundError: data not on disk (the message says where it looked and the option).
         ValueError: unknown dataset, or fewer training images per process than ``batch_size``.
     """
-    if rank is None or world_size is None:
-        import torch.distributed as dist
-
-        initialised = dist.is_available() and dist.is_initialized()
-        rank = dist.get_rank() if initialised else 0
-        world_size = dist.get_world_size() if initialised else 1
+    rank, world_size = _process_share(rank, world_size)
     if batch_size < 2:
         raise ValueError(f"batch_size must be at least 2 (BatchNorm in training), got {batch_size}")
     source = load_source(dataset, input_size, data_dir=data_dir, download=download)
-    train_indices: list[int] | None = None
-    if train_subset is not None:
-        targets = source.train.targets()
-        if not 0 < train_subset <= len(targets):
-            raise ValueError(
-                f"train_subset={train_subset} is not within 1..{len(targets)} "
-                f"(the {source.name} training split)"
-            )
-        if train_subset < len(targets):
-            train_indices = stratified_indices(targets, train_subset)[0].tolist()
+    train_indices = _train_indices(source, train_subset)
     augment, finish = _transforms(source, input_size)
     train_set = AugmentedSplit(source.train, augment, finish, seed=seed, indices=train_indices)
     calib_set = AugmentedSplit(source.train, None, finish, seed=seed, indices=train_indices)
@@ -232,25 +220,18 @@ def build_loaders(
             f"{source.name}: {per_rank} training images per process, fewer than one batch of "
             f"{batch_size}; lower the batch size"
         )
-    pin = torch.cuda.is_available()
-    common = {"num_workers": num_workers, "worker_init_fn": seed_worker, "pin_memory": pin}
-    train = DataLoader(
-        train_set,
-        batch_size=batch_size,
-        sampler=DistributedSampler(
-            train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-        ),
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
-        **common,
-    )
-    calib_order = torch.randperm(len(calib_set), generator=torch.Generator().manual_seed(seed))
-    calib = DataLoader(
-        calib_set, batch_size=batch_size, sampler=calib_order.tolist(), drop_last=True, **common
-    )
+    common = {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "worker_init_fn": seed_worker,
+        "pin_memory": torch.cuda.is_available(),
+    }
+
+    train = _train_loader(train_set, seed, rank, world_size, common)
+    calib = _calib_loader(calib_set, seed, common)
 
     def eval_loader(split: Dataset) -> DataLoader:
-        return DataLoader(AugmentedSplit(split, None, finish), batch_size=batch_size, **common)
+        return DataLoader(AugmentedSplit(split, None, finish), **common)
 
     return DataBundle(
         train=train,
@@ -267,3 +248,51 @@ def build_loaders(
         std=tuple(source.std),
         crop_pct=EVAL_CROP_PCT if source.style == "resized_crop" else 1.0,
     )
+
+
+def _process_share(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``(rank, world_size)`` as given, else from ``torch.distributed`` when it is
+    initialised, else one process."""
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    import torch.distributed as dist
+
+    initialised = dist.is_available() and dist.is_initialized()
+    return (dist.get_rank() if initialised else 0), (dist.get_world_size() if initialised else 1)
+
+
+def _train_indices(source: SplitSource, train_subset: int | None) -> list[int] | None:
+    """The fixed stratified subset of ``train_subset`` training images (None: all of them)."""
+    if train_subset is None:
+        return None
+    targets = source.train.targets()
+    if not 0 < train_subset <= len(targets):
+        raise ValueError(
+            f"train_subset={train_subset} is not within 1..{len(targets)} "
+            f"(the {source.name} training split)"
+        )
+    if train_subset == len(targets):
+        return None
+    return stratified_indices(targets, train_subset)[0].tolist()
+
+
+def _train_loader(
+    train_set: AugmentedSplit, seed: int, rank: int, world_size: int, common: dict[str, Any]
+) -> DataLoader:
+    """This process's share of the training set, reshuffled per epoch from ``seed``."""
+    sampler = DistributedSampler(
+        train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
+    return DataLoader(
+        train_set,
+        sampler=sampler,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+        **common,
+    )
+
+
+def _calib_loader(calib_set: AugmentedSplit, seed: int, common: dict[str, Any]) -> DataLoader:
+    """Training images without augmentation in one fixed shuffled order, every epoch."""
+    order = torch.randperm(len(calib_set), generator=torch.Generator().manual_seed(seed))
+    return DataLoader(calib_set, sampler=order.tolist(), drop_last=True, **common)

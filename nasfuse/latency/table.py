@@ -31,32 +31,29 @@ table), :mod:`~nasfuse.latency.entries` (the entries and their records),
 :mod:`~nasfuse.latency.timing` (interleaved timing, drift control),
 :mod:`~nasfuse.latency.calibration` (the statistics), :mod:`~nasfuse.latency.table_file`
 (the file format, the key and its refusals), :mod:`~nasfuse.latency.sampling` (random
-architectures).
+architectures), :mod:`~nasfuse.latency.checking` (calibrating and validating a table).
 """
 
 from __future__ import annotations
 
-import datetime
-import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nasfuse.arch import arch_hash
 from nasfuse.latency.build import BuildOptions, build_parts
-from nasfuse.latency.calibration import calibration_record, format_errors, latency_errors
+from nasfuse.latency.calibration import format_errors, latency_errors
+from nasfuse.latency.checking import TableChecks
 from nasfuse.latency.entries import (
     Entries,
     Reference,
     ShapeKey,
     TableSite,
-    add_network,
     correct_for_network_totals,
 )
-from nasfuse.latency.sampling import random_arch, sample_archs
+from nasfuse.latency.sampling import random_arch
 from nasfuse.latency.table_file import (
     BUILD_REMEDY,
     LatencyTableError,
@@ -66,16 +63,11 @@ from nasfuse.latency.table_file import (
     expected_key,
     read_table_file,
     refuse_mismatch,
-    space_key,
     write_table_file,
 )
 from nasfuse.latency.timing import (
-    DEFAULT_RUNS,
     Measurements,
-    SpaceNetworks,
-    Timing,
     measure_archs,
-    measure_networks,
 )
 from nasfuse.runtime import default_device
 
@@ -98,7 +90,7 @@ def shape_key(site: Any) -> str:
     return str(ShapeKey.of(site))
 
 
-class LatencyTable:
+class LatencyTable(TableChecks):
     """Predicts an architecture's latency from a base and per-(site, op) entries.
 
     Build one with :meth:`build`, correct it with :meth:`calibrate`, check it with
@@ -243,165 +235,6 @@ class LatencyTable:
             raise ValueError(f"an encoded arch needs {len(self.sites)} ops, got {len(ops)}")
         return dict(zip(self.sites, ops, strict=True))
 
-    # -- calibration and validation ----------------------------------------------------
-    def sample_archs(
-        self,
-        space: Any,
-        samples: int,
-        rng: random.Random,
-        exclude: Sequence[Mapping[str, str]] = (),
-    ) -> list[dict[str, str]]:
-        """``samples`` distinct random architectures of ``space``, none of ``exclude``."""
-        self._check_space(space)
-        return sample_archs(space, samples, rng, exclude)
-
-    def measure(
-        self,
-        space: Any,
-        archs: Sequence[Mapping[str, str]],
-        runs: int | None = None,
-        rounds: int | None = None,
-        progress: bool = True,
-        desc: str = "measure archs",
-    ) -> Measurements:
-        """End-to-end latency of ``archs``, measured the way this table was built.
-
-        Same device, threads, clock, batch size, dtype and memory format; ``runs`` and
-        ``rounds`` default to the table's ``network_runs`` and ``rounds`` (for a table
-        that does not record them, to the defaults of :class:`BuildOptions`). A table built
-        with drift control times each architecture against its reference network and
-        gives the latencies at the speed the reference had while the table was built.
-
-        Returns:
-            :class:`Measurements`: ``.ms`` holds the latencies (ms), ``.raw_ms`` the
-            times without drift correction.
-        """
-        self._check_space(space)
-        recorded = self.measurement
-        timing = Timing(
-            device=self._torch_device(),
-            threads=self.threads,
-            warmup=int(recorded.get("warmup", DEFAULT_RUNS.warmup)),
-            runs=runs
-            if runs is not None
-            else int(recorded.get("network_runs", DEFAULT_RUNS.network_runs)),
-            rounds=rounds
-            if rounds is not None
-            else int(recorded.get("rounds", DEFAULT_RUNS.rounds)),
-            channels_last=bool(self.key.channels_last),
-            clock=self.clock,
-            progress=progress,
-        )
-        networks = SpaceNetworks(
-            space,
-            self.batch_size,
-            getattr(torch, self.key.dtype),
-            int(recorded.get("num_classes", BuildOptions.num_classes)),
-        )
-        drift_reference_ms = recorded.get("drift_reference_ms")
-        reference = None if drift_reference_ms is None else add_network(self.sites)
-        return measure_networks(networks, archs, timing, desc, reference, drift_reference_ms)
-
-    def calibration_archs(self) -> list[dict[str, str]]:
-        """The architectures the table was calibrated on (none before calibration)."""
-        return [self.decode_arch(line) for line in (self.calibration or {}).get("archs", [])]
-
-    def calibrate(
-        self,
-        space: Any,
-        samples: int = 20,
-        seed: int = 0,
-        rng: random.Random | None = None,
-        runs: int | None = None,
-        rounds: int | None = None,
-        progress: bool = True,
-    ) -> dict[str, Any]:
-        """Measure ``samples`` random architectures end to end and :meth:`fit_calibration`.
-
-        Returns:
-            The calibration record (also stored in the table).
-        """
-        if samples < 2:
-            raise ValueError(f"calibration needs at least 2 architectures, got {samples}")
-        archs = self.sample_archs(space, samples, rng if rng is not None else random.Random(seed))
-        measured = self.measure(space, archs, runs, rounds, progress, "calibrate").ms
-        return self.fit_calibration(archs, measured, seed=seed if rng is None else None)
-
-    def fit_calibration(
-        self,
-        archs: Sequence[Mapping[str, str]],
-        measured: Sequence[float],
-        seed: int | None = None,
-    ) -> dict[str, Any]:
-        """Fit ``measured ~ scale * raw + offset`` by least squares.
-
-        Three forms are fitted: offset only (scale 1), scale only (offset 0), and both.
-        The one with the smallest leave-one-out median absolute % error on this sample is
-        kept, so that a small noisy sample cannot produce a wild scale; the raw table
-        ("none") competes too, with its plain error, and wins when no fit predicts held-out
-        samples better (a noisy sample once gave scale 11.3, offset -248 ms and negative
-        predictions). The errors before and after (on this same sample), the leave-one-out
-        errors, the measurements and the architectures (so that :meth:`validate` can
-        exclude them) are recorded in :attr:`calibration`, which is returned (see
-        :func:`~nasfuse.latency.calibration.calibration_record`).
-        """
-        raw = [self.predict_raw(arch) for arch in archs]
-        lines = [self.encode_arch(arch) for arch in archs]
-        self.calibration = calibration_record(raw, measured, lines, seed)
-        return self.calibration
-
-    def validate(
-        self,
-        space: Any,
-        samples: int = 30,
-        seed: int = 1,
-        runs: int | None = None,
-        rounds: int | None = None,
-        progress: bool = True,
-    ) -> dict[str, Any]:
-        """Errors of :meth:`predict` on ``samples`` fresh random architectures.
-
-        Architectures used for calibration are never drawn. See :meth:`score`.
-        """
-        archs = self.sample_archs(
-            space, samples, random.Random(seed), exclude=self.calibration_archs()
-        )
-        measured = self.measure(space, archs, runs, rounds, progress, "validate").ms
-        return self.score(archs, measured, seed=seed)
-
-    def score(
-        self,
-        archs: Sequence[Mapping[str, str]],
-        measured: Sequence[float],
-        seed: int | None = None,
-    ) -> dict[str, Any]:
-        """Errors of :meth:`predict` against ``measured`` ms, stored in :attr:`validation`.
-
-        Raises ``ValueError`` if one of ``archs`` was used for calibration: validation
-        figures come from architectures the calibration never saw.
-        """
-        calibrated = {arch_hash(arch) for arch in self.calibration_archs()}
-        if any(arch_hash(arch) in calibrated for arch in archs):
-            raise ValueError("an architecture to validate on was used for calibration")
-        predicted = [self.predict(arch) for arch in archs]
-        raw = [self.predict_raw(arch) for arch in archs]
-        result = {
-            "device": self.device,
-            "clock": self.clock,
-            "seed": seed,
-            **latency_errors(predicted, measured),
-            "raw": latency_errors(raw, measured),
-            "calibrated": self.calibration is not None,
-            "predicted_ms": predicted,
-            "measured_ms": [float(value) for value in measured],
-            "archs": [self.encode_arch(arch) for arch in archs],
-            "validated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"
-            ),
-        }
-        self.validation = result
-        return result
-
     # -- files -------------------------------------------------------------------------
     def contents(self) -> TableContents:
         """The table as its file holds it, typed."""
@@ -480,12 +313,6 @@ class LatencyTable:
         )
         refuse_mismatch(table.key, expected, path, table.space_info, remedy)
         return table
-
-    def _check_space(self, space: Any) -> None:
-        refuse_mismatch(self.key, space_key(space), "(in memory)", self.space_info)
-
-    def _torch_device(self) -> torch.device:
-        return torch.device("cuda") if self.device.startswith("cuda") else torch.device("cpu")
 
     @classmethod
     def load_or_build(

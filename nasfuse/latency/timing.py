@@ -233,6 +233,11 @@ def measure_archs(
     machine's speed drift (see :func:`measure_interleaved`); the latencies are then at the
     speed at which the reference takes ``reference_ms`` (default: its median over this
     pass).
+
+    The arguments are flat on purpose: this is the keyword form for scripts and tests
+    (``measure_archs(space, archs, **settings)``); inside the package the same
+    measurement is :func:`measure_networks` with a :class:`SpaceNetworks` and a
+    :class:`Timing`, which this builds.
     """
     timing = Timing(
         device=torch.device(device) if device is not None else default_device(),

@@ -96,14 +96,8 @@ class PolarizedMultiScaleFusion(FusionOp):
         self.output_conv = DepthwiseSeparable(joint, channels, 3)
 
     def channel_attention(self, joint: torch.Tensor) -> torch.Tensor:
-        """``A -> Ac``: re-weight the channels by a score that collapses space.
-
-        Args:
-            joint: ``A``, ``(B, Ci, H, W)``.
-
-        Returns:
-            ``Ac``, ``(B, Ci, H, W)``.
-        """
+        """``A -> Ac``, both ``(B, Ci, H, W)``: re-weight the channels by a score that
+        collapses space."""
         batch, channels, height, width = joint.shape
         query = self.channel_query(joint).view(batch, channels, height * width)
         key = self.channel_key(joint).view(batch, height * width, 1).softmax(dim=1)
@@ -112,14 +106,8 @@ class PolarizedMultiScaleFusion(FusionOp):
         return self.channel_value(joint) * score
 
     def spatial_attention(self, attended: torch.Tensor) -> torch.Tensor:
-        """``Ac -> As``: gate every position of every branch by a score over channels.
-
-        Args:
-            attended: ``Ac``, ``(B, Ci, H, W)``.
-
-        Returns:
-            ``As``, ``(B, Ci, H, W)``.
-        """
+        """``Ac -> As``, both ``(B, Ci, H, W)``: gate every position of every branch by a
+        score over channels."""
         batch, _, height, width = attended.shape
         branches, positions = self.num_inputs, height * width
         query = self.spatial_query(attended).view(batch, branches, self.ch_k, positions)

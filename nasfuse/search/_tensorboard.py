@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from nasfuse.plots import ChartSeries, chart_image
 from nasfuse.search._pareto import hypervolume, pareto_front
 from nasfuse.search._study import COUNTED_STATUSES, TrialRecord, front_records, record_from_trial
 
@@ -68,74 +69,85 @@ def draw_scatter(
     Returns:
         uint8 array of shape (H, W, 3).
     """
-    from nasfuse.plots import ChartSeries, chart_image
-
     series = []
     if points:
-        floor = min(acc for acc, _ in points)
-        if infeasible:
-            series.append(
-                ChartSeries(
-                    "infeasible (not evaluated)",
-                    [lat for _, lat in infeasible],
-                    [floor] * len(infeasible),
-                    color=(160, 160, 160),
-                    marker="diamond",
-                )
-            )
-        series.append(
-            ChartSeries(
-                "evaluated",
-                [lat for _, lat in points],
-                [acc for acc, _ in points],
-                color=(70, 110, 200),
-                marker_size=3.5,
-            )
-        )
-        front_points = [points[i] for i in front]
-        front_lat = [lat for _, lat in front_points]
-        front_acc = [acc for acc, _ in front_points]
-        series.append(ChartSeries("", front_lat, front_acc, lines=True, color=(220, 40, 40)))
-        series.append(
-            ChartSeries(
-                "Pareto front",
-                front_lat,
-                front_acc,
-                color=(220, 40, 40),
-                marker_size=5,
-                filled=True,
-            )
-        )
+        series = _front_series(points, front, infeasible)
         if baselines:
-            series.append(
-                ChartSeries(
-                    "uniform networks",
-                    [lat for _, _, lat in baselines],
-                    [acc for _, acc, _ in baselines],
-                    labels=[name for name, _, _ in baselines],
-                    color=(0, 0, 0),
-                    marker="square",
-                    marker_size=5,
-                )
-            )
+            series.append(_baseline_series(baselines))
         if pick is not None:
-            series.append(
-                ChartSeries(
-                    "pick (best.yaml)",
-                    [pick[1]],
-                    [pick[0]],
-                    color=(20, 150, 40),
-                    marker="star",
-                    marker_size=6,
-                    filled=True,
-                )
-            )
+            series.append(_pick_series(pick))
     return chart_image(
         series,
         title=title or "accuracy vs latency: Pareto front (red), uniform networks, pick",
         x_label="latency (ms)",
         y_label="accuracy",
         size=size,
+    )
+
+
+def _front_series(
+    points: Sequence[tuple[float, float]],
+    front: Sequence[int],
+    infeasible: Sequence[tuple[float, float]],
+) -> list[ChartSeries]:
+    """The infeasible suggestions (grey, on the lowest accuracy shown), the evaluated
+    architectures (blue) and the Pareto front (red, joined), bottom to top."""
+    series = []
+    if infeasible:
+        floor = min(acc for acc, _ in points)
+        series.append(
+            ChartSeries(
+                "infeasible (not evaluated)",
+                [lat for _, lat in infeasible],
+                [floor] * len(infeasible),
+                color=(160, 160, 160),
+                marker="diamond",
+            )
+        )
+    series.append(
+        ChartSeries(
+            "evaluated",
+            [lat for _, lat in points],
+            [acc for acc, _ in points],
+            color=(70, 110, 200),
+            marker_size=3.5,
+        )
+    )
+    front_points = [points[i] for i in front]
+    front_lat = [lat for _, lat in front_points]
+    front_acc = [acc for acc, _ in front_points]
+    series.append(ChartSeries("", front_lat, front_acc, lines=True, color=(220, 40, 40)))
+    series.append(
+        ChartSeries(
+            "Pareto front", front_lat, front_acc, color=(220, 40, 40), marker_size=5, filled=True
+        )
+    )
+    return series
+
+
+def _baseline_series(baselines: Sequence[tuple[str, float, float]]) -> ChartSeries:
+    """The uniform networks: labelled black squares."""
+    return ChartSeries(
+        "uniform networks",
+        [lat for _, _, lat in baselines],
+        [acc for _, acc, _ in baselines],
+        labels=[name for name, _, _ in baselines],
+        color=(0, 0, 0),
+        marker="square",
+        marker_size=5,
+    )
+
+
+def _pick_series(pick: tuple[float, float]) -> ChartSeries:
+    """The pick (``best.yaml``): a green star."""
+    return ChartSeries(
+        "pick (best.yaml)",
+        [pick[1]],
+        [pick[0]],
+        color=(20, 150, 40),
+        marker="star",
+        marker_size=6,
+        filled=True,
     )
 
 

@@ -21,16 +21,11 @@ from nasfuse.spaces._family import (
     registered_at,
     unregister_family,
 )
+from nasfuse.spaces._loading import list_spaces, load_recorded_space, load_space
 from nasfuse.spaces._net import FusionNet
 from nasfuse.spaces._schema import SpaceError
 from nasfuse.spaces._site import Site
-from nasfuse.spaces._space import (
-    SearchSpace,
-    SpaceMismatchError,
-    list_spaces,
-    load_recorded_space,
-    load_space,
-)
+from nasfuse.spaces._space import SearchSpace, SpaceMismatchError
 
 __all__ = [
     "Family",

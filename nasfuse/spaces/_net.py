@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from nasfuse.spaces._site import Site
     from nasfuse.spaces._space import SearchSpace
 
-__all__ = ["FusionNet", "conv_bn"]
+__all__ = ["FusionNet", "SiteFusions", "conv_bn"]
 
 
 def conv_bn(
@@ -37,6 +39,24 @@ def conv_bn(
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+class SiteFusions:
+    """Makes the fusion module of a site by its name, and keeps it for
+    :meth:`FusionNet.register_sites` (``made``: site name -> module, in the order made).
+
+    Every family's network builds its fusion modules through one of these, so that each
+    site's module is made once, by the family's ``make_fusion``, and found again after.
+    """
+
+    def __init__(self, space: SearchSpace, make_fusion: Callable[[Site], nn.Module]) -> None:
+        self.space = space
+        self.make_fusion = make_fusion
+        self.made: dict[str, nn.Module] = {}
+
+    def __call__(self, name: str) -> nn.Module:
+        self.made[name] = self.make_fusion(self.space.sites[name])
+        return self.made[name]
 
 
 class FusionNet(nn.Module):

@@ -1,27 +1,13 @@
-"""Search spaces: YAML files validated into a ``SearchSpace`` with its fusion ``Site`` s.
+"""The ``SearchSpace`` class: a validated space's config and sites, and what it checks.
 
-A space file (see ``search_spaces/*.yaml``) holds common keys and its family's keys::
-
-    name: hrnet_lite             # required
-    family: hrnet                # required: a registered family (hrnet, resnet)
-    description: ...             # optional, not part of the hash
-    input_size: 32               # square input side; site shapes are computed at this size
-    in_chans: 3
-    width_mult: 1.0              # multiplies every width of the family
-    ops: [add, concat, aff]      # the ops allowed at every site ...
-    restrict:                    # ... unless a rule below removes one from a site
-      cmgm: {max_hw: 256}        # keys: max_hw, min_hw, max_channels, sites (fnmatch globs)
-    # family keys: see nasfuse/spaces/hrnet.py and resnet.py (the registered families)
-
-Every site name is matched against ``restrict.<op>.sites`` with ``fnmatch`` (so
-``"*.fuse.*"`` keeps an op to fuse layers); ``max_hw``/``min_hw`` compare ``H * W`` at the
-space's input size; ``max_channels`` compares C.
+A space is loaded from its YAML file by :func:`nasfuse.spaces.load_space`
+(:mod:`nasfuse.spaces._loading`), which validates it into a resolved config and its
+fusion sites (:mod:`nasfuse.spaces._resolve`); this module holds what a loaded space is
+and does: its hash, its architectures and its refusals of what was recorded for another.
 """
 
 from __future__ import annotations
 
-import copy
-import fnmatch
 import hashlib
 import json
 import math
@@ -35,37 +21,18 @@ from torch import nn
 from nasfuse import files
 from nasfuse.spaces._family import get_family
 from nasfuse.spaces._memory import check_training_memory
-from nasfuse.spaces._schema import (
-    SpaceError,
-    Where,
-    check_keys,
-    get_int,
-    get_list,
-    get_number,
-)
+from nasfuse.spaces._schema import SpaceError
 from nasfuse.spaces._site import Site
 
-__all__ = [
-    "Site",
-    "SearchSpace",
-    "SpaceMismatchError",
-    "load_recorded_space",
-    "load_space",
-    "list_spaces",
-    "shipped_space_dirs",
-]
+__all__ = ["Site", "SearchSpace", "SpaceMismatchError", "config_hash"]
 
-COMMON_KEYS = (
-    "name",
-    "family",
-    "description",
-    "input_size",
-    "in_chans",
-    "width_mult",
-    "ops",
-    "restrict",
-)
-RULE_KEYS = ("max_hw", "min_hw", "max_channels", "sites")
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """16 hex chars of sha256 over the canonical resolved config, less its description
+    (rewording a space's description does not make its architectures stale)."""
+    hashed = {k: v for k, v in config.items() if k != "description"}
+    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class SpaceMismatchError(SpaceError, files.CheckpointError):
@@ -110,9 +77,7 @@ class SearchSpace:
         self.input_size: int = config["input_size"]
         self.in_chans: int = config["in_chans"]
         self.sites: dict[str, Site] = {site.name: site for site in sites}
-        hashed = {k: v for k, v in config.items() if k != "description"}
-        canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
-        self.hash = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        self.hash = config_hash(config)
 
     def __repr__(self) -> str:
         options = f", options={self.options}" if self.options else ""
@@ -251,7 +216,7 @@ class SearchSpace:
         """Refuse this space if training it at ``batch_size`` cannot fit in this machine's RAM.
 
         A floor estimate, made without allocating (see ``nasfuse/spaces/_memory.py``);
-        :func:`load_space` checks batch size 1, training runs their own batch size.
+        :func:`~nasfuse.spaces.load_space` checks batch size 1, training runs their own batch size.
         ``every_op``: count every candidate op's weights (a supernet), not add's only.
 
         Raises:
@@ -285,221 +250,3 @@ def _recorded_space(found: SearchSpace | Mapping[str, Any]) -> tuple[str, str | 
         None if name is None else str(name),
         "not recorded" if options is None else options,
     )
-
-
-def shipped_space_dirs() -> list[Path]:
-    """Where shipped spaces are looked up: in the wheel, then the repository's top level."""
-    package = Path(__file__).resolve().parent.parent
-    return [package / "search_spaces", package.parent / "search_spaces"]
-
-
-def list_spaces() -> list[str]:
-    """Names of the shipped spaces (``hrnet_lite``, ``resnet18``, ``resnet20``)."""
-    names: set[str] = set()
-    for folder in shipped_space_dirs():
-        if folder.is_dir():
-            names.update(path.stem for path in folder.glob("*.yaml"))
-    return sorted(names)
-
-
-def _find_space_file(name_or_path: str | Path) -> tuple[Path, str]:
-    """The file to read and the ``source`` to record (shipped name or resolved path)."""
-    text = str(name_or_path)
-    path = Path(text)
-    if path.is_file():
-        return path, str(path.resolve())
-    if (
-        not isinstance(name_or_path, Path)
-        and "/" not in text
-        and not text.endswith((".yaml", ".yml"))
-    ):
-        for folder in shipped_space_dirs():
-            candidate = folder / f"{text}.yaml"
-            if candidate.is_file():
-                return candidate, text
-        raise SpaceError(
-            f"unknown search space {text!r}: not a shipped space ({', '.join(list_spaces()) or 'none found'}) "
-            "and not a file"
-        )
-    raise FileNotFoundError(f"{text}: search space file not found")
-
-
-def read_yaml_mapping(path: Path, what: str = "a mapping") -> dict[str, Any]:
-    """Parse ``path`` as YAML within nasfuse's limits; ``SpaceError`` naming the file."""
-    return files.read_yaml_mapping(path, what, SpaceError)
-
-
-def apply_overrides(
-    raw: dict[str, Any], overrides: Mapping[str, Any], source: str
-) -> dict[str, Any]:
-    """A copy of ``raw`` with each ``"a.b.0.c": value`` override set.
-
-    The last key may be new (validation then refuses it if it is unknown); every key
-    before it must exist.
-    """
-    data = copy.deepcopy(raw)
-    for dotted, value in overrides.items():
-        parts = str(dotted).split(".")
-        node: Any = data
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise SpaceError(
-                        f"{source}: override {dotted!r}: {part!r} is not an index of a list of {len(node)}"
-                    )
-                index: Any = int(part)
-            elif isinstance(node, dict):
-                index = part
-                if not last and part not in node:
-                    raise SpaceError(
-                        f"{source}: override {dotted!r}: no key {'.'.join(parts[: depth + 1])!r}"
-                    )
-            else:
-                raise SpaceError(
-                    f"{source}: override {dotted!r}: {'.'.join(parts[:depth])!r} is not a mapping or list"
-                )
-            if last:
-                node[index] = copy.deepcopy(value)
-            else:
-                node = node[index]
-    return data
-
-
-def _resolve_restrictions(raw: Any, ops: list[str], where: Where) -> dict[str, dict[str, Any]]:
-    rules = check_keys(raw, ops, (), where.child("restrict")) if raw is not None else {}
-    resolved: dict[str, dict[str, Any]] = {}
-    for op, rule in rules.items():
-        at = where.child("restrict").child(op)
-        check_keys(rule, RULE_KEYS, (), at)
-        entry: dict[str, Any] = {}
-        for key in ("max_hw", "min_hw", "max_channels"):
-            if key in rule:
-                entry[key] = get_int(rule, key, at)
-        if "sites" in rule:
-            patterns = get_list(rule, "sites", at)
-            if not all(isinstance(p, str) for p in patterns):
-                raise at.error("sites", f"expected a list of site-name patterns, got {patterns!r}")
-            entry["sites"] = list(patterns)
-        resolved[op] = entry
-    return resolved
-
-
-def _op_allowed(rule: Mapping[str, Any] | None, name: str, channels: int, hw: int) -> bool:
-    if not rule:
-        return True
-    if "max_hw" in rule and hw > rule["max_hw"]:
-        return False
-    if "min_hw" in rule and hw < rule["min_hw"]:
-        return False
-    if "max_channels" in rule and channels > rule["max_channels"]:
-        return False
-    return not ("sites" in rule and not any(fnmatch.fnmatchcase(name, p) for p in rule["sites"]))
-
-
-def resolve_space(raw: Mapping[str, Any], where: Where) -> tuple[dict[str, Any], list[Site]]:
-    """Validate a raw space mapping; return the resolved config and its sites."""
-    from nasfuse.ops import list_ops
-
-    if not isinstance(raw, Mapping) or "family" not in raw:
-        check_keys(raw, COMMON_KEYS, ("family",), where)
-    family = get_family(raw["family"], where)
-    check_keys(
-        raw, COMMON_KEYS + family.keys, ("name", "family", "input_size", "ops", "stages"), where
-    )
-    if not isinstance(raw["name"], str) or not raw["name"]:
-        raise where.error("name", f"expected a non-empty string, got {raw['name']!r}")
-    ops = get_list(raw, "ops", where)
-    registered = list_ops()
-    for op in ops:
-        if not isinstance(op, str) or op not in registered:
-            raise where.error("ops", f"unknown op {op!r}; registered ops: {', '.join(registered)}")
-    if len(set(ops)) != len(ops):
-        raise where.error("ops", f"an op is listed twice in {ops!r}")
-    config: dict[str, Any] = {
-        "name": raw["name"],
-        "family": family.name,
-        "description": str(raw.get("description", "")),
-        "input_size": get_int(raw, "input_size", where),
-        "in_chans": get_int(raw, "in_chans", where, default=3),
-        "width_mult": get_number(raw, "width_mult", where, default=1.0),
-        "ops": list(ops),
-        "restrict": _resolve_restrictions(raw.get("restrict"), ops, where),
-    }
-    config.update(family.resolve(raw, where))
-    sites = []
-    for name, channels, num_inputs, height, width in family.layout(config):
-        allowed = tuple(
-            op
-            for op in ops
-            if _op_allowed(config["restrict"].get(op), name, channels, height * width)
-        )
-        if not allowed:
-            raise where.error(
-                "restrict", f"no op is left at site {name!r} ({channels}x{height}x{width})"
-            )
-        sites.append(Site(name, channels, num_inputs, height, width, allowed))
-    return config, sites
-
-
-def load_space(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> SearchSpace:
-    """Load and validate a search space.
-
-    Args:
-        name_or_path: a shipped name (``"hrnet_lite"``, see :func:`list_spaces`) or a YAML
-            file.
-        overrides: ``{"width_mult": 0.5, "stages.0.modules": 1}``: dotted keys into the
-            file's mapping, validated like the file; they change the space's hash.
-
-    Raises:
-        SpaceError: naming the file and the key, for unknown keys or ops, channel lists
-            that do not match the branch count, non-positive sizes, invalid YAML (with the
-            line), an unknown shipped name, a width or input size whose training could
-            not fit in this machine's memory even at batch size 1.
-        FileNotFoundError: for a path that does not exist.
-
-    Example:
-        >>> space = load_space("hrnet_lite", {"width_mult": 0.5})
-        >>> site = space.sites["stage3.module1.fuse.branch2"]  # Site(channels=80, ...)
-    """
-    path, source = _find_space_file(name_or_path)
-    raw = read_yaml_mapping(path, "a search-space mapping")
-    options = dict(overrides or {})
-    label = str(path)
-    if options:
-        label = f"{path} (with overrides {options})"
-        raw = apply_overrides(raw, options, label)
-        narrowed = "ops" in options and "restrict" not in options
-        if narrowed and isinstance(raw.get("restrict"), dict) and isinstance(raw["ops"], list):
-            # Narrowing the op list drops the file's rules of the ops it removed; a rule
-            # for an unknown op written in the file itself is still refused.
-            raw["restrict"] = {op: rule for op, rule in raw["restrict"].items() if op in raw["ops"]}
-    config, sites = resolve_space(raw, Where(label))
-    space = SearchSpace(config, sites, source, options)
-    check_training_memory(space, 1, label)
-    return space
-
-
-def load_recorded_space(
-    record: Mapping[str, Any], what: str, where: str | Path, remedy: str
-) -> SearchSpace:
-    """The space that ``record`` was saved for, refused if it is not the same any more.
-
-    Args:
-        record: what an architecture file or checkpoint keeps of its space: ``space`` (a
-            shipped name or a file), ``space_options`` and ``space_hash``.
-        what, where, remedy: as for :meth:`SearchSpace.check_hash`.
-
-    Raises:
-        SpaceMismatchError: naming ``where``, if the space cannot be loaded as recorded
-            (a file gone, options no longer valid) or its hash is not the recorded one.
-    """
-    source = str(record["space"])
-    try:
-        space = load_space(source, record.get("space_options") or {})
-    except (ValueError, FileNotFoundError) as exc:
-        raise SpaceMismatchError(
-            f"{where}: cannot load the space {source!r} {what} was saved for: {exc}; {remedy}"
-        ) from exc
-    space.check_hash(record, what, where, remedy)
-    return space

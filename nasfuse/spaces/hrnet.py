@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasfuse.spaces._family import Family, register_family
-from nasfuse.spaces._net import FusionNet, conv_bn
+from nasfuse.spaces._net import FusionNet, SiteFusions, conv_bn
 from nasfuse.spaces._schema import (
     Where,
     check_keys,
@@ -307,12 +307,7 @@ class HRNet(FusionNet):
         mult = config["width_mult"]
         head_width = scaled_width(config["head_channels"], mult)
         super().__init__(space, head_width, num_classes)
-        made: dict[str, nn.Module] = {}
-
-        def fusion(name: str) -> nn.Module:
-            made[name] = make_fusion(space.sites[name])
-            return made[name]
-
+        fusion = SiteFusions(space, make_fusion)
         stem_width = scaled_width(config["stem_channels"], mult)
         halvings = _stem_halvings(config)
         stem: list[nn.Module] = []
@@ -346,7 +341,7 @@ class HRNet(FusionNet):
         self.head = conv_bn(sum(previous), head_width, 1)
         # Branch b is 2**(n-1-b) times the lowest branch's side wherever sides divide evenly.
         self.pool_factors = [2 ** (len(previous) - 1 - b) for b in range(len(previous))]
-        self.register_sites(made)
+        self.register_sites(fusion.made)
 
     def forward_branches(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(B, in_chans, H, W)`` -> the last stage's branches, highest resolution first."""

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasfuse.spaces._family import Family, register_family
-from nasfuse.spaces._net import FusionNet, conv_bn
+from nasfuse.spaces._net import FusionNet, SiteFusions, conv_bn
 from nasfuse.spaces._schema import (
     Where,
     check_keys,
@@ -136,7 +136,7 @@ class ResNet(FusionNet):
         mult = config["width_mult"]
         widths = [scaled_width(stage["channels"], mult) for stage in config["stages"]]
         super().__init__(space, widths[-1], num_classes)
-        made: dict[str, nn.Module] = {}
+        fusion = SiteFusions(space, make_fusion)
         stem_width = scaled_width(config["stem_channels"], mult)
         stem = list(conv_bn(in_chans, stem_width, config["stem_kernel"], config["stem_stride"]))
         if config["stem_pool"]:
@@ -147,12 +147,11 @@ class ResNet(FusionNet):
         for _, stage_blocks in itertools.groupby(block_layout(config), key=lambda b: b.stage):
             blocks = []
             for block in stage_blocks:
-                made[block.site] = make_fusion(space.sites[block.site])
-                blocks.append(BasicBlock(previous, block.width, block.stride, made[block.site]))
+                blocks.append(BasicBlock(previous, block.width, block.stride, fusion(block.site)))
                 previous = block.width
             layers.append(nn.Sequential(*blocks))
         self.layers = nn.Sequential(*layers)
-        self.register_sites(made)
+        self.register_sites(fusion.made)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, last width, h, w)``."""

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from nasfuse.training._loop import TrainingConfig, capture_rng_state, restore_rng_state
+from nasfuse.training._config import TrainingConfig
+from nasfuse.training._state import capture_rng_state, restore_rng_state
 from nasfuse.training.distributed import DistributedContext, setup_distributed
 from nasfuse.training.evaluation import (
     DEFAULT_FINETUNE_LR,

@@ -83,34 +83,12 @@ def train_few_shot(
     checkpoint = Path(checkpoint).resolve()
     base = load_checkpoint(checkpoint, kind="supernet")
     space = space_from_info(base, checkpoint)
-    site = site or default_split_site(space)
-    if site not in space.sites:
-        raise ValueError(
-            f"few-shot site {site!r} is not a site of {space.name!r} "
-            f"(e.g. {', '.join(list(space.sites)[:3])}, ...)"
-        )
+    site = _split_site(space, site)
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / FEW_SHOT_DIR
-    base_cfg = dict(base["config"])
-    settings = {
-        **base_cfg,
-        "epochs": int(epochs),
-        "warmup_epochs": 0,
-        "lr": float(base_cfg.get("lr", 0.05)) * FEW_SHOT_LR_FACTOR,
-        "init_from": str(checkpoint),
-        "few_shot_epochs": 0,
-        "few_shot_site": None,
-        **dict(overrides or {}),
-    }
+    settings = _sub_supernet_settings(base["config"], checkpoint, epochs, overrides)
     manifest_path = out_dir / MANIFEST
     plan = {"site": site, "checkpoint": str(checkpoint), "epochs": int(epochs)}
-    if manifest_path.is_file():
-        saved = json.loads(manifest_path.read_text())
-        if {key: saved.get(key) for key in plan} != plan:
-            raise CheckpointError(
-                f"{manifest_path}: holds a few-shot split of {saved.get('checkpoint')} at site "
-                f"{saved.get('site')!r} for {saved.get('epochs')} epochs, not {plan}; "
-                "choose another directory"
-            )
+    _check_manifest(manifest_path, plan)
     ops = list(space.sites[site].ops)
     seconds = {}
     for op in ops:
@@ -133,6 +111,59 @@ def train_few_shot(
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 writes
         atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return FewShotSupernets.load(out_dir)
+
+
+def _split_site(space: Any, site: str | None) -> str:
+    """``site``, or by default :func:`default_split_site`; refused if not of ``space``."""
+    site = site or default_split_site(space)
+    if site not in space.sites:
+        raise ValueError(
+            f"few-shot site {site!r} is not a site of {space.name!r} "
+            f"(e.g. {', '.join(list(space.sites)[:3])}, ...)"
+        )
+    return site
+
+
+def _sub_supernet_settings(
+    base_config: Mapping[str, Any],
+    checkpoint: Path,
+    epochs: int,
+    overrides: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The config fields every sub-supernet trains with (all but its fixed site).
+
+    The one-shot run's config, for ``epochs`` more epochs without warm-up at
+    :data:`FEW_SHOT_LR_FACTOR` of its peak learning rate, from ``checkpoint``'s weights,
+    and not split again; ``overrides`` last.
+    """
+    base_cfg = dict(base_config)
+    return {
+        **base_cfg,
+        "epochs": int(epochs),
+        "warmup_epochs": 0,
+        "lr": float(base_cfg.get("lr", 0.05)) * FEW_SHOT_LR_FACTOR,
+        "init_from": str(checkpoint),
+        "few_shot_epochs": 0,
+        "few_shot_site": None,
+        **dict(overrides or {}),
+    }
+
+
+def _check_manifest(manifest_path: Path, plan: Mapping[str, Any]) -> None:
+    """Refuse a directory whose ``few_shot.json`` records another split than ``plan``.
+
+    Raises:
+        CheckpointError: another checkpoint, site or number of epochs.
+    """
+    if not manifest_path.is_file():
+        return
+    saved = json.loads(manifest_path.read_text())
+    if {key: saved.get(key) for key in plan} != plan:
+        raise CheckpointError(
+            f"{manifest_path}: holds a few-shot split of {saved.get('checkpoint')} at site "
+            f"{saved.get('site')!r} for {saved.get('epochs')} epochs, not {plan}; "
+            "choose another directory"
+        )
 
 
 @dataclasses.dataclass

@@ -32,7 +32,8 @@ from nasfuse.files import (
     load_checkpoint,
     save_checkpoint,
 )
-from nasfuse.training._loop import TrainingConfig, TrainingRun, build_bundle
+from nasfuse.training._config import TrainingConfig, seeded_bundle
+from nasfuse.training._loop import TrainingRun
 from nasfuse.training.evaluation import evaluate
 from nasfuse.training.supernet_training import load_supernet, space_from_info, space_info
 
@@ -45,6 +46,7 @@ __all__ = [
     "Retrainer",
     "retrain",
     "load_model",
+    "model_from_checkpoint",
     "model_cost",
     "save_weights",
     "save_model_files",
@@ -65,7 +67,7 @@ class RetrainConfig(TrainingConfig):
     """Retraining: the shared hyperparameters, and where the weights start.
 
     Defaults: digits, 15 epochs, batch 32, SGD lr 0.05 cosine (see
-    :class:`~nasfuse.training._loop.TrainingConfig`).
+    :class:`~nasfuse.training._config.TrainingConfig`).
 
     Attributes:
         init: ``scratch`` (fresh weights) or ``supernet`` (the supernet's weights for this
@@ -168,15 +170,12 @@ class Retrainer(TrainingRun):
         context: Any = None,
     ) -> None:
         from nasfuse.arch import load_arch
-        from nasfuse.runtime import seed_everything
         from nasfuse.supernet import build_model
         from nasfuse.training.distributed import setup_distributed
 
         context = context if context is not None else setup_distributed()
         arch, space = load_arch(arch_path)
-        space.check_training_memory(cfg.batch_size)
-        bundle = build_bundle(cfg, space.input_size, context)
-        seed_everything(cfg.seed)
+        bundle = seeded_bundle(cfg, space, context)
         if cfg.init == "supernet":
             if not cfg.supernet:
                 raise ValueError(
@@ -291,9 +290,22 @@ def load_model(
         CheckpointError: missing, corrupted, of another kind, of another architecture or
             space, or with weights that do not fit.
     """
+    checkpoint = load_checkpoint(path, kind="model", map_location=map_location)
+    return model_from_checkpoint(checkpoint, path, arch=arch, space=space)
+
+
+def model_from_checkpoint(
+    checkpoint: Mapping[str, Any],
+    path: str | Path,
+    arch: Mapping[str, str] | None = None,
+    space: Any = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_model` of a checkpoint already loaded (kind ``"model"``) from ``path``.
+
+    For a caller that read the checkpoint to see its kind, so it is read once.
+    """
     from nasfuse.supernet import build_model
 
-    checkpoint = load_checkpoint(path, kind="model", map_location=map_location)
     if space is not None:
         remedy = "use it with the architecture file it was trained from"
         space.check_hash(checkpoint, "this model", path, remedy)

@@ -21,7 +21,8 @@ import torch
 
 from nasfuse.config import run_only
 from nasfuse.files import CheckpointError, load_checkpoint
-from nasfuse.training._loop import TrainingConfig, TrainingRun, build_bundle
+from nasfuse.training._config import TrainingConfig, seeded_bundle
+from nasfuse.training._loop import TrainingRun
 from nasfuse.training.evaluation import evaluate_arch, preserved_bn_stats
 from nasfuse.training.samplers import UniformSampler, create_sampler
 
@@ -30,6 +31,7 @@ __all__ = [
     "SupernetTrainer",
     "train_supernet",
     "load_supernet",
+    "supernet_from_checkpoint",
     "space_info",
     "SUPERNET_FILE",
 ]
@@ -42,7 +44,7 @@ class SupernetTrainConfig(TrainingConfig):
     """Supernet training: the space, the path sampler, and the shared hyperparameters.
 
     Defaults: hrnet_lite on digits, 30 epochs, uniform sampling, and the
-    :class:`~nasfuse.training._loop.TrainingConfig` defaults (batch 32, SGD lr 0.05, cosine).
+    :class:`~nasfuse.training._config.TrainingConfig` defaults (batch 32, SGD lr 0.05, cosine).
 
     Attributes:
         space: a shipped space's name or a space YAML file.
@@ -66,7 +68,7 @@ class SupernetTrainConfig(TrainingConfig):
         few_shot_site: the site to split on; None: the last site.
 
     Run-only (may change on resume): the training's own (see
-    :class:`~nasfuse.training._loop.TrainingConfig`) and ``few_shot_epochs``,
+    :class:`~nasfuse.training._config.TrainingConfig`) and ``few_shot_epochs``,
     ``few_shot_site``.
     """
 
@@ -148,16 +150,13 @@ class SupernetTrainer(TrainingRun):
         resume: bool = False,
         context: Any = None,
     ) -> None:
-        from nasfuse.runtime import seed_everything
         from nasfuse.spaces import load_space
         from nasfuse.supernet import Supernet
         from nasfuse.training.distributed import setup_distributed
 
         context = context if context is not None else setup_distributed()
         space = load_space(cfg.space, cfg.space_options)
-        space.check_training_memory(cfg.batch_size, every_op=True)
-        bundle = build_bundle(cfg, space.input_size, context)
-        seed_everything(cfg.seed)
+        bundle = seeded_bundle(cfg, space, context, every_op=True)
         supernet = Supernet(
             space, num_classes=bundle.num_classes, in_chans=bundle.in_chans, op_init=cfg.op_init
         )
@@ -251,9 +250,15 @@ def load_supernet(path: str | Path, map_location: str = "cpu") -> Any:
         CheckpointError: missing, corrupted or not a supernet checkpoint, a changed space,
             weights that do not fit, or non-finite weights.
     """
+    checkpoint = load_checkpoint(path, kind="supernet", map_location=map_location)
+    return supernet_from_checkpoint(checkpoint, path)
+
+
+def supernet_from_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Any:
+    """:func:`load_supernet` of a checkpoint already loaded (kind ``"supernet"``) from
+    ``path``; for a caller that read it to see its kind, so it is read once."""
     from nasfuse.supernet import Supernet
 
-    checkpoint = load_checkpoint(path, kind="supernet", map_location=map_location)
     for name, tensor in checkpoint["model"].items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(
