@@ -56,8 +56,9 @@ def parse_args() -> argparse.Namespace:
 def quick_trainer_config(space: str, budget: str, threads: int | None):
     """The SupernetTrainConfig a search with this budget trains, and the budget's plan."""
     from nasfuse.search import SearchConfig
+    from nasfuse.search._artifacts import supernet_train_config
     from nasfuse.search._config import resolve_plan
-    from nasfuse.search._driver import search_space_options, supernet_train_config
+    from nasfuse.search._driver import search_space_options
 
     cfg = SearchConfig(space=space, budget=budget, threads=threads)
     plan = resolve_plan(cfg)

@@ -31,7 +31,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -201,7 +200,6 @@ def ensure_search(
     """A finished search on the given supernet and table; reused when one with the same
     settings exists (its ``best.yaml`` marks it finished), resumed when one was cut short."""
     from nasfuse.search import SearchConfig, run_search
-    from nasfuse.search._driver import LATENCY_TABLE_FILE
 
     # The sampler and seed come as arguments; the rest of the block is the search budget.
     search = {k: v for k, v in recipe["search"].items() if k not in ("sampler", "seed")}
@@ -213,6 +211,7 @@ def ensure_search(
         sampler=sampler,
         seed=seed,
         supernet=str(supernet_path.resolve()),
+        latency_table=str(table_path.resolve()),
         num_cpus=num_cpus,
         threads=1,
         **search,
@@ -224,8 +223,6 @@ def ensure_search(
     if (run_dir / "best.yaml").is_file():
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / LATENCY_TABLE_FILE).is_file():
-        shutil.copyfile(table_path, run_dir / LATENCY_TABLE_FILE)
     resume = (run_dir / "study.db").is_file()
     result = run_search(cfg, run_dir, resume=resume)
     print(f"search {run_dir.name}: {result.wall_seconds:.0f} s", flush=True)
@@ -323,7 +320,6 @@ def run_ranking(recipe: dict[str, Any], args: argparse.Namespace, command: str) 
         # A costly scoring (few-shot) may name the samplers it is run for.
         if sampler not in scoring.get("samplers", recipe["samplers"]):
             continue
-        shutil.copyfile(table, run_dir / "latency_table.json")
         method = {key: value for key, value in scoring.items() if key not in ("name", "samplers")}
         row = sampler if len(scorings) == 1 else f"{sampler}, {scoring['name']}"
         cfg = ValidationConfig(
@@ -339,6 +335,7 @@ def run_ranking(recipe: dict[str, Any], args: argparse.Namespace, command: str) 
             seed=int(budget.get("seed", 0)),
             retrain_options=dict(budget.get("options") or {}),
             standalone_dir=str(root / "standalone"),
+            latency_table=str(table),
             ray_address=args.ray_address,
             num_cpus=args.num_cpus,
             gpus_per_training=float(resources.get("gpus_per_trial", 0)),

@@ -46,6 +46,7 @@ __all__ = [
     "run_only",
     "run_only_fields",
     "save_config",
+    "upgraded",
 ]
 
 T = TypeVar("T")
@@ -130,10 +131,20 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+def upgraded(cls: type, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` as config class ``cls`` reads it today: through ``cls.upgrade_saved``, a
+    static method a config class defines when a key it once wrote has changed meaning, so
+    that files of older runs still load and resume; unchanged for a class without one."""
+    upgrade = getattr(cls, "upgrade_saved", None)
+    return upgrade(data) if upgrade is not None else data
+
+
 def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
-    """Build ``cls`` from a mapping, refusing unknown keys and values of the wrong type."""
+    """Build ``cls`` from a mapping (through :func:`upgraded`), refusing unknown keys and
+    values of the wrong type."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
+    data = upgraded(cls, data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -317,14 +328,16 @@ def changed_fields(saved: Mapping[str, Any], current: Any) -> list[FieldChange]:
         current: the dataclass config it is to be resumed with.
 
     A field ``saved`` lacks (the run predates it) counts as its default value, the value
-    that keeps what older runs did; a saved key that is no longer a field is a change,
-    since what it asked for cannot be honoured now.
+    that keeps what older runs did; a retired key the config class upgrades
+    (:func:`upgraded`) is read as its upgrade; any other saved key that is no longer a
+    field is a change, since what it asked for cannot be honoured now.
 
     Returns:
         The changes in field order, then unknown saved keys in sorted order; empty when the
         run may be resumed.
     """
     run_only_names = run_only_fields(type(current))
+    saved = upgraded(type(current), saved)
     now = dataclasses.asdict(current)
     changes = []
     for f in dataclasses.fields(current):

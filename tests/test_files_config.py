@@ -133,6 +133,7 @@ RUN_ONLY = {
         "ray_address",
         "num_cpus",
         "concurrency",
+        "latency_table",
         "threads",
         "pick",
     },

@@ -441,18 +441,67 @@ def test_loopback_only_switches_rays_cluster_flag_for_its_block_only(
 
 def test_quick_budget_shallows_hrnet_spaces_only_and_user_depth_wins():
     from nasfuse.search._config import resolve_plan
-    from nasfuse.search._driver import _depth_options
+    from nasfuse.search._driver import search_space_options
+    from nasfuse.spaces import budget_space_options, load_space
+
+    full = load_space("hrnet_lite")
+    depth = {f"stages.{i}.modules": 1 for i in range(3)}
+    assert budget_space_options(full, "quick") == depth == budget_space_options(full, "default")
+    assert budget_space_options(full, "full") == {}
+    shallow = load_space("hrnet_lite", depth)
+    assert len(shallow.sites) < len(full.sites) and shallow.hash != full.hash
+    assert budget_space_options(load_space("resnet20"), "quick") == {}
+    deeper = load_space("hrnet_lite", {"stages.1.modules": 3})
+    assert "stages.1.modules" not in budget_space_options(deeper, "quick")
+    # The search loads the space with the budget's width and depth under the user's options.
+    cfg = SearchConfig(budget="quick", space_options={"stages.1.modules": 3})
+    options = search_space_options(cfg, resolve_plan(cfg))
+    assert options["stages.1.modules"] == 3 and options["stages.0.modules"] == 1
+    assert options["width_mult"] == BUDGETS["quick"]["width_mult"]
+    assert "stages.0.modules" not in search_space_options(
+        SearchConfig(space="resnet20", budget="quick"), resolve_plan(SearchConfig(budget="quick"))
+    )
+
+
+@pytest.mark.parametrize(
+    ("space", "budget", "modules", "depth_options"),
+    [
+        ("hrnet_lite", "quick", 1, {}),  # what the budget sets now: dropped
+        ("hrnet_lite", "default", 1, {}),
+        ("hrnet_lite", "full", None, {}),
+        ("resnet20", "quick", 1, {}),  # ignored on other families, then as now
+        ("hrnet_lite", "quick", 2, {f"stages.{i}.modules": 2 for i in range(3)}),
+        ("hrnet_lite", "full", 1, {f"stages.{i}.modules": 1 for i in range(3)}),
+    ],
+)
+def test_a_config_of_an_older_run_with_hrnet_modules_resumes_as_the_same_search(
+    space: str, budget: str, modules: int | None, depth_options: dict
+) -> None:
+    """Issue 17: HRNet's depth left the generic SearchConfig for the family's budget
+    options; a search_config.yaml that older runs wrote with ``hrnet_modules`` still loads,
+    and resumes exactly where it searched the same space."""
+    import dataclasses
+
+    from nasfuse.config import check_resumable, config_from_dict
+    from nasfuse.search._config import resolve_plan
+    from nasfuse.search._driver import _resolved, search_space_options
     from nasfuse.spaces import load_space
 
-    plan = resolve_plan(SearchConfig(budget="quick"))
-    assert plan.hrnet_modules == 1
-    assert resolve_plan(SearchConfig(budget="full")).hrnet_modules is None
-    options = _depth_options("hrnet_lite", {}, plan.hrnet_modules)
-    assert options == {f"stages.{i}.modules": 1 for i in range(3)}
-    shallow, full = load_space("hrnet_lite", options), load_space("hrnet_lite")
-    assert len(shallow.sites) < len(full.sites) and shallow.hash != full.hash
-    assert _depth_options("resnet20", {}, 1) == {}
-    assert "stages.1.modules" not in _depth_options("hrnet_lite", {"stages.1.modules": 3}, 1)
+    cfg = SearchConfig(space=space, budget=budget)
+    plan = resolve_plan(cfg)
+    old_options = dict(search_space_options(cfg, plan))
+    if modules is not None and space == "hrnet_lite":  # what the older version searched
+        old_options.update({f"stages.{i}.modules": modules for i in range(3)})
+    saved = {**dataclasses.asdict(_resolved(cfg, plan)), "hrnet_modules": modules}
+
+    loaded = config_from_dict(SearchConfig, saved, "search_config.yaml")
+    assert loaded.space_options == depth_options
+    check_resumable(saved, _resolved(loaded, plan), "search_config.yaml", "start another")
+    now = search_space_options(loaded, resolve_plan(loaded))
+    assert load_space(space, now).hash == load_space(space, old_options).hash
+    if depth_options:  # resuming without the depth would search another space: refused
+        with pytest.raises(ValueError, match="space_options"):
+            check_resumable(saved, _resolved(cfg, plan), "search_config.yaml", "start another")
 
 
 @pytest.mark.parametrize("folder", ["pct%20dir", "with space", "hash#dir", "ünïcode", "q?x"])
@@ -522,7 +571,7 @@ def _search_up_to_training(
     def training(*args, **kwargs):
         raise _Training
 
-    monkeypatch.setattr(driver, "_supernet", training)
+    monkeypatch.setattr(driver, "ensure_supernet", training)
     out.mkdir(exist_ok=True)
     if table is not None:
         (out / "latency_table.json").write_text(json.dumps(table))
@@ -575,6 +624,52 @@ def test_a_reused_latency_table_of_other_settings_is_refused_before_training(
     assert sorted(p.name for p in out.iterdir()) == ["latency_table.json", "search_config.yaml"]
 
 
+def test_a_given_latency_table_is_checked_before_training_and_copied_into_the_run(
+    tiny_latency_table, tmp_path, monkeypatch, capsys
+) -> None:
+    """Issue 17: ``--latency-table`` hands the search a measured table (experiments used to
+    copy files into run directories). One of other settings is refused before training;
+    one that fits becomes the run's, byte for byte, and is what the search uses."""
+    import copy
+    import json
+    from types import SimpleNamespace
+
+    import nasfuse.data
+    import nasfuse.search._driver as driver
+    from nasfuse.cli import main
+    from nasfuse.spaces import load_space
+
+    misfit = copy.deepcopy(tiny_latency_table)
+    misfit["key"]["batch_size"] = 32
+    given = tmp_path / "other.json"
+    given.write_text(json.dumps(misfit))
+    out = tmp_path / "refused"
+    code, err = _search_up_to_training(
+        out, None, monkeypatch, capsys, ("--latency-table", str(given))
+    )
+    assert code == 2 and f"latency table {given} was measured for " in err, err
+    assert "nasfuse latency build" in err and "Traceback" not in err
+    assert not (out / "latency_table.json").exists()
+
+    given.write_text(json.dumps(tiny_latency_table, indent=1))
+    supernet = SimpleNamespace(space=load_space(TINY_RESNET, {"width_mult": 1.0, "input_size": 16}))
+
+    def data(*args, **kwargs):
+        raise _Training
+
+    monkeypatch.setattr(driver, "ensure_supernet", lambda *args, **kwargs: supernet)
+    monkeypatch.setattr(nasfuse.data, "build_loaders", data)
+    out = tmp_path / "run"
+    argv = [
+        "search", "--space", str(TINY_RESNET), "--set", "width_mult=1.0", "--budget", "quick",
+        "--trials", "2", "--threads", "1", "--out", str(out), "--latency-table", str(given),
+    ]  # fmt: skip
+    with pytest.raises(_Training):  # the table stage passed; the data stage comes next
+        main(argv)
+    assert (out / "latency_table.json").read_bytes() == given.read_bytes()
+    assert "latency: building" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "more",
     [
@@ -624,5 +719,5 @@ def test_a_resumed_search_refuses_other_search_settings_before_training(
     (line,) = err.strip().splitlines()
     assert line.startswith(f"nasfuse search: error: {out / 'search_config.yaml'}: cannot resume")
     assert shown in line and "resume with the same ones or start another --out" in line
-    assert "only these may change on resume: concurrency, data_dir, download, num_cpus" in line
+    assert "may change on resume: concurrency, data_dir, download, latency_table, num_cpus" in line
     assert (out / "search_config.yaml").read_text() == saved  # the run's record is kept

@@ -194,6 +194,34 @@ def test_budget_key_ignores_seed_and_threads_but_not_epochs() -> None:
     assert StandaloneJob.of(arch, 1) != StandaloneJob.of(arch, 2)
 
 
+def test_a_given_latency_table_places_the_picks_and_one_of_another_space_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Issue 17: ``--latency-table`` (experiments used to copy the file into the run)."""
+    from types import SimpleNamespace
+
+    from nasfuse.latency import BuildOptions, LatencyTable, LatencyTableError
+    from nasfuse.validation._stages import LATENCY_TABLE_FILE, _latency_table
+
+    space = load_space(FIXTURES / "tiny_resnet.yaml", {"input_size": 16})
+    options = BuildOptions(
+        batch_size=1, threads=1, runs=2, network_runs=2, warmup=1, progress=False
+    )
+    given, own = tmp_path / "given.json", tmp_path / "run" / LATENCY_TABLE_FILE
+    LatencyTable.build(space, options).save(given)
+    other = load_space(FIXTURES / "tiny_resnet.yaml", {"input_size": 8})
+    LatencyTable.build(other, options).save(own)
+    run = SimpleNamespace(
+        space=space, dataset="digits", run_dir=own.parent, out_dir=tmp_path / "out"
+    )
+    table, path = _latency_table(run, str(given))
+    assert path == given and table.key.space_hash == space.hash
+    with pytest.raises(LatencyTableError, match="space_hash"):
+        _latency_table(run, None)  # the run's own table is of another space
+    with pytest.raises(FileNotFoundError):
+        _latency_table(run, str(tmp_path / "missing.json"))  # not replaced by another
+
+
 def _retrain_fields() -> list[str]:
     import dataclasses
 

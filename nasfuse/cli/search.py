@@ -35,6 +35,7 @@ _FLAG_KEYS = {
     "ray_address": "ray_address",
     "num_cpus": "num_cpus",
     "supernet": "supernet",
+    "latency_table": "latency_table",
     "seed": "seed",
     "threads": "threads",
     "pick": "pick",
@@ -55,8 +56,9 @@ def _search_config(args: argparse.Namespace, out: Path) -> Any:
         for attr, key in _FLAG_KEYS.items()
         if getattr(args, attr) is not None
     }
-    if args.supernet is not None:
-        values["supernet"] = str(Path(args.supernet).resolve())
+    for name in ("supernet", "latency_table"):  # files the run reads again on --resume
+        if getattr(args, name) is not None:
+            values[name] = str(Path(getattr(args, name)).resolve())
     values.update(parse_overrides(args.overrides))
     cfg = load_config(SearchConfig, config_file, values)
     if args.space_overrides:
@@ -107,6 +109,11 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``search`` and ``export``."""
+    _add_search(subparsers)
+    _add_export(subparsers)
+
+
+def _add_search(subparsers: argparse._SubParsersAction) -> None:
     search = subparsers.add_parser(
         "search",
         help="search fusion ops: supernet, latency table, Optuna-in-Ray-Tune search, export",
@@ -137,35 +144,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="one-group variants of all-add enqueued after the uniform architectures "
         "(default: fill NSGA-II's first generation)",
     )
-    search.add_argument(
-        "--latency", choices=["lut", "measured"], default=None, help="latency objective (lut)"
-    )
-    search.add_argument(
-        "--max-latency", type=float, default=None, metavar="MS", help="latency bound (ms)"
-    )
-    search.add_argument(
-        "--max-params", type=float, default=None, metavar="M", help="params bound (millions)"
-    )
-    search.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="Optuna storage: default SQLite RUN/study.db (one driver); several drivers (each "
-        "with --resume after the first) can share postgresql://USER:PASSWORD@HOST:PORT/DB "
-        "(pip install 'nasfuse[postgres]') or a journal file given as a path ending in .log",
-    )
-    search.add_argument("--study-name", default=None, help="Optuna study name (nasfuse)")
-    search.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDR",
-        help="join this Ray cluster (HOST:PORT of its head; default: $RAY_ADDRESS, else a "
-        "local Ray on 127.0.0.1)",
-    )
-    search.add_argument(
-        "--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)"
-    )
+    _add_objective_arguments(search)
+    _add_scaling_arguments(search)
     search.add_argument("--supernet", default=None, metavar="CKPT", help="reuse this supernet.pt")
+    search.add_argument(
+        "--latency-table",
+        default=None,
+        metavar="JSON",
+        help="start from this latency table (nasfuse latency build, or another run's) "
+        "instead of building one; checked against the search's settings, copied into the run",
+    )
     search.add_argument(
         "--pick", default=None, help="best.yaml rule: knee, max-acc, max-latency=MS"
     )
@@ -186,6 +174,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     search.set_defaults(func=_run_search)
 
+
+def _add_objective_arguments(search: argparse.ArgumentParser) -> None:
+    """The latency objective and the constraints."""
+    search.add_argument(
+        "--latency", choices=["lut", "measured"], default=None, help="latency objective (lut)"
+    )
+    search.add_argument(
+        "--max-latency", type=float, default=None, metavar="MS", help="latency bound (ms)"
+    )
+    search.add_argument(
+        "--max-params", type=float, default=None, metavar="M", help="params bound (millions)"
+    )
+
+
+def _add_scaling_arguments(search: argparse.ArgumentParser) -> None:
+    """Where the study lives and where trials run."""
+    search.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage: default SQLite RUN/study.db (one driver); several drivers (each "
+        "with --resume after the first) can share postgresql://USER:PASSWORD@HOST:PORT/DB "
+        "(pip install 'nasfuse[postgres]') or a journal file given as a path ending in .log",
+    )
+    search.add_argument("--study-name", default=None, help="Optuna study name (nasfuse)")
+    search.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="join this Ray cluster (HOST:PORT of its head; default: $RAY_ADDRESS, else a "
+        "local Ray on 127.0.0.1)",
+    )
+    search.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)"
+    )
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
         "export",
         help="write pareto.csv, arch YAMLs, best.yaml and report.md from a search run",

@@ -39,6 +39,7 @@ def _validate_supernet(args: argparse.Namespace) -> int:
         few_shot_site=args.few_shot_site,
         retrain_options=parse_overrides(args.overrides),
         standalone_dir=str(args.standalone_dir) if args.standalone_dir else None,
+        latency_table=str(args.latency_table) if args.latency_table else None,
         data_dir=args.data_dir,
         ray_address=args.ray_address,
         num_cpus=args.num_cpus,
@@ -169,6 +170,14 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="where trainings are kept (default <out>/standalone); share it between runs",
+    )
+    parser.add_argument(
+        "--latency-table",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="the latency table that places the picks (default: the run's, else one built "
+        "in --out)",
     )
     parser.add_argument(
         "--data-dir",

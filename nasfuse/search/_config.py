@@ -8,6 +8,7 @@ and a real dataset. Any field set explicitly in :class:`SearchConfig` wins over 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -68,19 +69,22 @@ class SearchConfig:
             (``lr``, ``clip_grad``, ``opt``, ``sampler``, ...).
         input_size: the space's input size option. None: the budget's (quick: 16, the
             others: the space's own).
-        hrnet_modules: modules per stage of an HRNet-family space (its depth). None: the
-            budget's (quick and default: 1, full: the space's own). A supernet over hrnet_lite's
-            full depth (2/4/2 modules, 72 sites) learns slowly: at width 0.25 and 16x16 its
-            training loss over random paths was 2.17 after 100 steps, against 0.58 with one
-            module per stage (27 sites); quick has time for about 160 steps.
+        latency_table: a latency table file to start the run with instead of building one
+            (``nasfuse latency build``, or another run's); it is checked against this
+            search's settings as the run's own table is, and copied into the run directory,
+            whose copy is the one a resumed run reads.
         threads: torch threads of the driver (supernet training, latency table); None:
             torch's default. On a shared CPU, 1 avoids oversubscription.
         seed: seeds the sampler, data splits and supernet training.
         pick: rule for ``best.yaml``; None: ``max-latency=<max_latency_ms>`` if set, else ``knee``.
 
+    A budget may also set space options for the space's family (HRNet's depth: see
+    :func:`nasfuse.spaces.budget_space_options`); options in ``space_options`` win.
+
     Run-only (may change on ``--resume``): ``data_dir``, ``download``, ``trials``,
-    ``ray_address``, ``num_cpus``, ``concurrency``, ``threads``, ``pick``; a change to any
-    other field is refused, since the study would mix trials of two searches.
+    ``ray_address``, ``num_cpus``, ``concurrency``, ``latency_table``, ``threads``,
+    ``pick``; a change to any other field is refused, since the study would mix trials of
+    two searches.
     """
 
     space: str = "hrnet_lite"
@@ -113,11 +117,43 @@ class SearchConfig:
     batch_size: int = 64
     supernet_options: dict[str, Any] = field(default_factory=dict)
     input_size: int | None = None
-    hrnet_modules: int | None = None
+    # The run's copy is what counts once it has one.
+    latency_table: str | None = run_only(None)
     # Only the driver's speed: the latency table and the trials run on one thread each.
     threads: int | None = run_only(None)
     seed: int = 0
     pick: str | None = run_only(None)  # applied to the whole study at export
+
+    @staticmethod
+    def upgrade_saved(data: Mapping[str, Any]) -> dict[str, Any]:
+        """A config written by an older nasfuse, as this one reads it (see
+        :func:`nasfuse.config.config_from_dict`).
+
+        Before HRNet's depth became a family's budget option, configs carried
+        ``hrnet_modules: N``, which set ``stages.<i>.modules: N`` on every stage the space
+        options left unset, on HRNet spaces only. The key is dropped where the budget now
+        sets the same depth (every value older budgets wrote) and otherwise becomes those
+        space options, so an older run resumes as the same search.
+        """
+        data = dict(data)
+        modules = data.pop("hrnet_modules", None)
+        if modules is None:
+            return data
+        from nasfuse.spaces import budget_space_options, load_space
+
+        options = dict(data.get("space_options") or {})
+        space = load_space(data.get("space", "hrnet_lite"), options)
+        if space.family != "hrnet":
+            return data
+        depth = {
+            f"stages.{index}.modules": modules
+            for index in range(len(space.config["stages"]))
+            if f"stages.{index}.modules" not in options
+        }
+        budget = budget_space_options(space, data.get("budget", "default"))
+        if depth != {key: budget.get(key) for key in depth}:
+            data["space_options"] = {**options, **depth}
+        return data
 
 
 @dataclass(frozen=True)
@@ -131,7 +167,6 @@ class SearchPlan:
     input_size: int | None
     population_size: int
     calib_batches: int
-    hrnet_modules: int | None = None
 
     def describe(self) -> str:
         """One line for the console, e.g. ``budget quick: width 0.25, 8 supernet epochs, ...``."""
@@ -140,9 +175,8 @@ class SearchPlan:
             if self.input_size
             else "space's input size"
         )
-        depth = f", {self.hrnet_modules} module(s) per HRNet stage" if self.hrnet_modules else ""
         return (
-            f"budget {self.budget}: width_mult {self.width_mult:g}, {size}{depth}, "
+            f"budget {self.budget}: width_mult {self.width_mult:g}, {size}, "
             f"{self.supernet_epochs} supernet epochs, {self.trials} trials "
             f"(NSGA-II population {self.population_size}), "
             f"BN recalibration on {self.calib_batches} batches per trial"
@@ -150,10 +184,10 @@ class SearchPlan:
 
 
 # Sized on the 2-core CPU this project is developed on, with digits (1,077 training images,
-# 16 steps per epoch at batch 64). quick and default search a shallow HRNet (one module per
-# stage: 27 sites in hrnet_lite instead of 72), whose supernet learns in a few hundred steps;
-# quick also narrows it (width 0.25) at 16x16 input (digits are 8x8 images), about 4x cheaper
-# per step than 32x32. full is the whole space, for GPUs.
+# 16 steps per epoch at batch 64). quick narrows the space (width 0.25) at 16x16 input
+# (digits are 8x8 images), about 4x cheaper per step than 32x32. full is the whole space, for
+# GPUs. What a budget means for one family's own keys (HRNet's depth: one module per stage
+# on the CPU budgets) is the family's budget_options (nasfuse/spaces/hrnet.py).
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
         "supernet_epochs": 20,
@@ -162,7 +196,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "input_size": 16,
         "population_size": 10,
         "calib_batches": 4,
-        "hrnet_modules": 1,
     },
     "default": {
         "supernet_epochs": 30,
@@ -171,7 +204,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "input_size": None,
         "population_size": 20,
         "calib_batches": 8,
-        "hrnet_modules": 1,
     },
     "full": {
         "supernet_epochs": 120,
@@ -196,7 +228,6 @@ def resolve_plan(cfg: SearchConfig) -> SearchPlan:
         "calib_batches",
         "width_mult",
         "input_size",
-        "hrnet_modules",
     ):
         value = getattr(cfg, name)
         if value is not None:

@@ -15,6 +15,7 @@ from nasfuse.spaces import hrnet, resnet  # noqa: F401
 from nasfuse.spaces._family import (
     Family,
     SpaceFamily,
+    budget_space_options,
     get_family,
     list_families,
     register_family,
@@ -35,6 +36,7 @@ __all__ = [
     "SpaceError",
     "SpaceFamily",
     "SpaceMismatchError",
+    "budget_space_options",
     "get_family",
     "list_families",
     "list_spaces",

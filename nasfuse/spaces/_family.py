@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Family",
     "SpaceFamily",
+    "budget_space_options",
     "get_family",
     "list_families",
     "register_family",
@@ -48,6 +49,11 @@ class SpaceFamily(Protocol):
     in_chans)`` builds the :class:`~nasfuse.spaces.FusionNet`, with ``make_fusion(site)``
     as the module at each site; it must build exactly the layout's sites, so a family
     derives both from one layout of its own.
+
+    A family may also provide ``budget_options(budget, config)``: the space options a
+    search budget (``quick``, ``default``, ``full``) sets on the family's spaces, for what
+    the budget's generic knobs (width, input size) cannot say, such as HRNet's depth.
+    Without it a budget sets nothing family-specific (:func:`budget_space_options`).
     """
 
     @property
@@ -78,6 +84,7 @@ class Family:
     resolve: Callable[[Mapping[str, Any], Where], dict[str, Any]]
     layout: Callable[[Mapping[str, Any]], list[SiteShape]]
     network: Callable[..., FusionNet]
+    budget_options: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None
 
 
 _FAMILIES: dict[str, SpaceFamily] = {}
@@ -130,3 +137,14 @@ def unregister_family(name: str) -> None:
     """Remove family ``name`` (for tests that register one of their own)."""
     _FAMILIES.pop(name, None)
     _REGISTERED_AT.pop(name, None)
+
+
+def budget_space_options(space: SearchSpace, budget: str) -> dict[str, Any]:
+    """The space options search budget ``budget`` sets on ``space``, less those the space
+    was loaded with (a user's ``--set`` wins over a budget): what its family's
+    ``budget_options`` gives, or nothing for a family without one."""
+    preset = getattr(get_family(space.family), "budget_options", None)
+    if preset is None:
+        return {}
+    options = preset(budget, space.config)
+    return {key: value for key, value in options.items() if key not in space.options}

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KEYS",
     "resolve",
+    "budget_options",
     "StageLayout",
     "stage_layout",
     "site_shapes",
@@ -373,4 +374,18 @@ def pool_to(x: torch.Tensor, size: tuple[int, int], factor: int) -> torch.Tensor
     return F.adaptive_avg_pool2d(x, size)
 
 
-register_family(Family("hrnet", KEYS, resolve, site_shapes, HRNet))
+def budget_options(budget: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The depth a search budget gives an HRNet space: one module per stage for the CPU
+    budgets (``quick``, ``default``), the space's own depth for ``full``.
+
+    A supernet over hrnet_lite's full depth (2/4/2 modules, 72 sites) learns slowly: at width
+    0.25 and 16x16 its training loss over random paths was 2.17 after 100 steps, against
+    0.58 with one module per stage (27 sites), and the quick budget has time for about 160
+    steps.
+    """
+    if budget == "full":
+        return {}
+    return {f"stages.{index}.modules": 1 for index in range(len(config["stages"]))}
+
+
+register_family(Family("hrnet", KEYS, resolve, site_shapes, HRNet, budget_options))

@@ -118,7 +118,7 @@ class Picks:
 def pick_archs(run: LoadedRun, cfg: ValidationConfig) -> Picks:
     """Architectures spread over the predicted latency range, plus the uniform ones."""
     space = run.space
-    table, table_path = _latency_table(run.run_dir, run.out_dir, space, run.dataset)
+    table, table_path = _latency_table(run, cfg.latency_table)
     picks = pick_archs_by_latency(
         space, cfg.archs, table.predict, cfg.include_ops, cfg.pool_size, cfg.seed
     )
@@ -134,15 +134,19 @@ def pick_archs(run: LoadedRun, cfg: ValidationConfig) -> Picks:
     return Picks(picks=picks, table=table, table_path=table_path)
 
 
-def _latency_table(run_dir: Path, out_dir: Path, space: Any, dataset: str) -> tuple[Any, Path]:
-    """The run's latency table, else one in ``out_dir``, else a quickly built one saved there."""
+def _latency_table(run: LoadedRun, given: str | None) -> tuple[Any, Path]:
+    """The ``given`` latency table, else the run's, else one in the output directory, else a
+    quickly built one saved there; refused unless it describes the run's space."""
     from nasfuse.latency import LatencyTable
 
-    for path in (run_dir / LATENCY_TABLE_FILE, out_dir / LATENCY_TABLE_FILE):
+    space, dataset = run.space, run.dataset
+    if given:  # a missing file is refused, not replaced by another table
+        return LatencyTable.load(given, space=space), Path(given)
+    for path in (run.run_dir / LATENCY_TABLE_FILE, run.out_dir / LATENCY_TABLE_FILE):
         if path.is_file():
             return LatencyTable.load(path, space=space), path
-    path = out_dir / LATENCY_TABLE_FILE
-    print(f"latency: no table in {run_dir}; building one -> {path}", flush=True)
+    path = run.out_dir / LATENCY_TABLE_FILE
+    print(f"latency: no table in {run.run_dir}; building one -> {path}", flush=True)
     # Same batch size as a search's table: one image on digits, 32 on real datasets.
     table = LatencyTable.load_or_build(
         space,

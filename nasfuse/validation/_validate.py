@@ -91,6 +91,8 @@ class ValidationConfig:
         retrain_options: other :class:`~nasfuse.training.RetrainConfig` fields of the
             stand-alone budget (``lr``, ``batch_size``, ...).
         standalone_dir: where the trainings live; None: ``<out>/standalone``.
+        latency_table: the latency table that places the picks (checked against the
+            space); None: the supernet run's, else one in ``<out>``, else one built there.
         data_dir: where the run's dataset is now; None: where its supernet was trained from.
         ray_address: join this Ray cluster; None: start a local Ray.
         num_cpus: CPUs of the local Ray (one training per CPU); None: all of this machine's.
@@ -113,6 +115,7 @@ class ValidationConfig:
     pool_size: int | None = None
     retrain_options: dict[str, Any] = field(default_factory=dict)
     standalone_dir: str | None = None
+    latency_table: str | None = None
     data_dir: str | None = None
     ray_address: str | None = None
     num_cpus: int | None = None
