@@ -28,13 +28,9 @@ from nasfuse.config import check_resumable, config_from_dict
 from nasfuse.files import atomic_write_text, read_yaml_mapping
 from nasfuse.run_lock import lock_run_dir
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
-from nasfuse.search._engine import (
-    SearchStats,
-    local_ray,
-    probe_ray_address,
-    search_architectures,
-)
+from nasfuse.search._engine import SearchStats, search_architectures
 from nasfuse.search._export import CONFIG_FILE, export_search
+from nasfuse.search._ray import local_ray, probe_ray_address
 from nasfuse.search._searcher import Constraints
 from nasfuse.search._study import (
     STUDY_FILE,

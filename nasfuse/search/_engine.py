@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from nasfuse.search._baselines import (
     uniform_baselines,
 )
 from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL
+from nasfuse.search._ray import local_ray, without_ray_tensorboard
 from nasfuse.search._searcher import Constraints, FusionSearcher, make_sampler
 from nasfuse.search._study import (
     COUNTED_STATUSES,
@@ -36,14 +36,7 @@ from nasfuse.search._study import (
 from nasfuse.search._tensorboard import SearchRecorder
 from nasfuse.search._trial import ArchCosts, ArchEvaluator, evaluate_trial
 
-__all__ = [
-    "SearchStats",
-    "search_architectures",
-    "reference_latency",
-    "local_ray",
-    "describe_ray_session",
-    "probe_ray_address",
-]
+__all__ = ["SearchStats", "search_architectures", "reference_latency"]
 
 
 @dataclass
@@ -105,168 +98,6 @@ def reference_latency(sites: Mapping[str, Sequence[str]], costs: ArchCosts) -> f
     for site, ops in sites.items():
         arch[site] = max(ops, key=lambda op: costs.latency_ms({**arch, site: op}))
     return float(costs.latency_ms(arch))
-
-
-@contextlib.contextmanager
-def _environ(key: str, value: str) -> Iterator[None]:
-    """Set an environment variable for the duration of a block, then restore it."""
-    before = os.environ.get(key)
-    os.environ[key] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
-
-
-# Ray's switch for clusters, named in Ray's own messages ("Restart the Ray cluster with the
-# environment variable RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1"). Spelt here: the name's only
-# definition in Ray is in its private constants module.
-RAY_CLUSTERS_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-@contextlib.contextmanager
-def _loopback_only() -> Iterator[None]:
-    """Make a local Ray listen on 127.0.0.1 only.
-
-    On Linux Ray takes the machine's address as the node's and its servers listen on every
-    interface (even with ``_node_ip_address="127.0.0.1"``, which it resolves back to that
-    address). With clusters switched off (the setting Ray uses on macOS and Windows) the
-    node is 127.0.0.1 and every server binds there. The environment variable reaches Ray's
-    processes; this process read it when it imported Ray, so its copy is switched too.
-
-    That copy is the one private part of Ray nasfuse still touches (issue 17): Ray 2.60 has
-    no public way to give a local node a loopback address, and the variable alone comes too
-    late for this process. A Ray without that copy gets the variable only, and a note.
-    """
-    try:
-        from ray._private import ray_constants
-    except ImportError:
-        ray_constants = None
-    before = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
-    if before is None:
-        print(
-            f"ray: this Ray has no cluster switch to turn off: {RAY_CLUSTERS_ENV}=0 reaches its "
-            "processes only, and the local Ray may listen beyond 127.0.0.1",
-            flush=True,
-        )
-    else:
-        ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        with _environ(RAY_CLUSTERS_ENV, "0"):
-            yield
-    finally:
-        if before is not None:
-            ray_constants.ENABLE_RAY_CLUSTER = before
-
-
-class local_ray:  # noqa: N801 - used as a context manager, reads like one
-    """Own the Ray session: join ``address`` (or ``RAY_ADDRESS``, as Ray users expect) or
-    start a local Ray on 127.0.0.1 with ``num_cpus``, unless Ray is already up; one line says
-    which. On exit it disconnects from a cluster it joined, or stops the local Ray it
-    started; a session it did not open is left alone.
-
-    Enter it before anything touches the object store: ``ray.put`` outside it would start
-    a default local Ray and the address and CPU count given here would be ignored.
-    """
-
-    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        self.address = address
-        self.num_cpus = num_cpus
-        self.started = False
-
-    def __enter__(self) -> local_ray:
-        import ray
-
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = {
-                "include_dashboard": False,
-                "log_to_driver": False,
-                "configure_logging": True,
-                "logging_level": "ERROR",
-            }
-            address = ray_address(self.address)
-            if address:
-                if self.num_cpus:
-                    print(
-                        f"ray: --num-cpus {self.num_cpus} is for a local Ray; the cluster at "
-                        f"{address} has its own CPUs",
-                        flush=True,
-                    )
-                try:
-                    ray.init(address=address, **kwargs)
-                except ConnectionError as exc:
-                    # Not a disk problem (the CLI's OSError answer): say what to check.
-                    raise RuntimeError(
-                        f"cannot join the Ray cluster at {address} ({exc}); check that its head "
-                        "runs (ray start --head) and the address; a cluster with token "
-                        "authentication (Ray's default) needs RAY_AUTH_MODE=token here, with "
-                        "its token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
-                    ) from exc
-            else:
-                with _loopback_only():
-                    ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, **kwargs)
-            self.started = True
-            print(f"ray: {describe_ray_session(joined=bool(address))}", flush=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import ray
-
-        if self.started:
-            ray.shutdown()
-
-
-def ray_address(address: str | None) -> str | None:
-    """The cluster a search joins: ``address``, else ``$RAY_ADDRESS``, else None (local)."""
-    return address or os.environ.get("RAY_ADDRESS") or None
-
-
-def probe_ray_address(address: str | None, timeout: float = 10.0) -> None:
-    """Refuse early (before any training) a ``HOST:PORT`` cluster address nothing listens on.
-
-    Other forms (``auto``, ``ray://...``) are left to ``ray.init``.
-    """
-    address = ray_address(address)
-    if not address or "://" in address or address.count(":") != 1:
-        return
-    import socket
-
-    host, _, port = address.rpartition(":")
-    if not port.isdigit():
-        raise ValueError(f"--ray-address {address}: expected HOST:PORT of the cluster's head")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise RuntimeError(
-            f"cannot join the Ray cluster at {address} ({exc.strerror or exc}); check that its "
-            "head runs (ray start --head --port PORT) and the address, or leave --ray-address "
-            "and RAY_ADDRESS unset for a local Ray"
-        ) from exc
-
-
-def describe_ray_session(joined: bool) -> str:
-    """One line on the Ray session this process is connected to: where, how many CPUs."""
-    import ray
-
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    cpus = ray.cluster_resources().get("CPU", 0)
-    where = ray.get_runtime_context().gcs_address
-    kind = "joined the cluster at" if joined else "started a local Ray at"
-    return f"{kind} {where} ({cpus:g} CPUs on {len(nodes)} node(s))"
-
-
-def _without_ray_tensorboard() -> contextlib.AbstractContextManager[None]:
-    """Keep Ray Tune's TensorBoard logger out of the run.
-
-    Ray adds its TBX logger unless this variable is set; its event files (one single-point
-    series per trial, hparams written when a trial ends) would sit beside nasfuse's own under
-    ``tensorboard --logdir runs/``. The CSV and JSON loggers are passed explicitly instead.
-    """
-    return _environ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 def search_architectures(
@@ -453,7 +284,7 @@ def _run_searcher(
     try:
         if searcher.counted_trials < n_trials:
             ray_started = time.perf_counter()
-            with local_ray(ray_address, num_cpus), _without_ray_tensorboard():
+            with local_ray(ray_address, num_cpus), without_ray_tensorboard():
                 ray_start_seconds = time.perf_counter() - ray_started
                 trainable = tune.with_resources(
                     tune.with_parameters(evaluate_trial, evaluator=evaluator),
