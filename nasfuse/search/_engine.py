@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -35,6 +36,9 @@ from nasfuse.search._study import (
 )
 from nasfuse.search._tensorboard import SearchRecorder
 from nasfuse.search._trial import ArchCosts, ArchEvaluator, evaluate_trial
+
+if TYPE_CHECKING:
+    from ray.tune import Tuner
 
 __all__ = ["SearchStats", "search_architectures", "reference_latency"]
 
@@ -155,13 +159,7 @@ def search_architectures(
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url(run_dir, storage)
-    storage_obj = check_storage(url)
-    existing_names = {s.study_name for s in optuna.get_all_study_summaries(storage_obj)}
-    if study_name in existing_names and not resume:
-        raise ValueError(
-            f"{masked_url(url)} already holds study {study_name!r}; pass --resume to continue it, "
-            "or choose another --out / --storage"
-        )
+    storage_obj = _storage_for(url, study_name, resume)
     started = time.perf_counter()
     if baseline_variants is None:
         baseline_variants = default_variant_count(len(uniform_baselines(sites)), population_size)
@@ -179,65 +177,71 @@ def search_architectures(
         lease_interval=lease_interval,
         lease_grace=lease_grace,
     )
+    run = _TuneRun(
+        evaluator=evaluator,
+        run_dir=run_dir,
+        n_trials=n_trials,
+        concurrency=concurrency,
+        cpus_per_trial=cpus_per_trial,
+        ray_address=ray_address,
+        num_cpus=num_cpus,
+    )
     try:
-        return _run_searcher(
-            searcher,
-            sites=sites,
-            costs=costs,
-            run_dir=run_dir,
-            url=url,
-            n_trials=n_trials,
-            sampler=sampler,
-            seed=seed,
-            population_size=population_size,
-            study_attrs=study_attrs,
-            evaluator=evaluator,
-            concurrency=concurrency,
-            cpus_per_trial=cpus_per_trial,
-            ray_address=ray_address,
-            num_cpus=num_cpus,
-            progress=progress,
-            started=started,
-        )
+        _seed_apart(searcher, sampler, seed, population_size)
+        _announce_reruns(searcher)
+        _record_study_attrs(searcher.study, sites, costs, study_attrs)
+        with _listening(searcher, run_dir, sites, n_trials, progress):
+            ray_start_seconds = _run_trials(searcher, run)
+        return _collect_stats(searcher, run, url, started, ray_start_seconds)
     finally:
         searcher.close()
 
 
-def _run_searcher(
-    searcher: FusionSearcher,
-    *,
-    sites: Mapping[str, Sequence[str]],
-    costs: ArchCosts,
-    run_dir: Path,
-    url: str,
-    n_trials: int,
-    sampler: str,
-    seed: int,
-    population_size: int,
-    study_attrs: Mapping[str, Any] | None,
-    evaluator: ArchEvaluator,
-    concurrency: int,
-    cpus_per_trial: float,
-    ray_address: str | None,
-    num_cpus: int | None,
-    progress: bool,
-    started: float,
-) -> SearchStats:
-    from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+@dataclass(frozen=True)
+class _TuneRun:
+    """How Ray Tune runs a session's trials: what evaluates them, where its results go, the
+    study's budget, how many run at once with how many CPUs each, and on which Ray."""
 
-    study = searcher.study
-    sampler_seed = searcher.sampler_seed(seed)
-    if sampler_seed != seed:
-        # A resumed or second driver seeded like the first would replay its suggestions.
-        study.sampler = make_sampler(sampler, sampler_seed, population_size)
-        print(
-            f"search: the sampler is seeded with {sampler_seed} (from seed {seed} and the "
-            f"{searcher.trials_before} trials the study holds"
-            f"{', and this driver' if searcher.others_live_at_start else ''}), so it does not "
-            "replay earlier suggestions",
-            flush=True,
+    evaluator: ArchEvaluator
+    run_dir: Path
+    n_trials: int
+    concurrency: int
+    cpus_per_trial: float
+    ray_address: str | None
+    num_cpus: int | None
+
+
+def _storage_for(url: str, study_name: str, resume: bool) -> optuna.storages.BaseStorage:
+    """The storage at ``url``; refused when it holds ``study_name`` already and the search
+    was not asked to resume it, so a second search cannot silently add to the first."""
+    storage = check_storage(url)
+    existing_names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if study_name in existing_names and not resume:
+        raise ValueError(
+            f"{masked_url(url)} already holds study {study_name!r}; pass --resume to continue it, "
+            "or choose another --out / --storage"
         )
+    return storage
+
+
+def _seed_apart(searcher: FusionSearcher, sampler: str, seed: int, population_size: int) -> None:
+    """Give the study a sampler seeded apart when the searcher asks for another seed, and
+    say why: a resumed or second driver seeded like the first would replay its suggestions."""
+    sampler_seed = searcher.sampler_seed(seed)
+    if sampler_seed == seed:
+        return
+    searcher.study.sampler = make_sampler(sampler, sampler_seed, population_size)
+    print(
+        f"search: the sampler is seeded with {sampler_seed} (from seed {seed} and the "
+        f"{searcher.trials_before} trials the study holds"
+        f"{', and this driver' if searcher.others_live_at_start else ''}), so it does not "
+        "replay earlier suggestions",
+        flush=True,
+    )
+
+
+def _announce_reruns(searcher: FusionSearcher) -> None:
+    """Say which trials cut short earlier run again before anything new."""
     if searcher.reruns:
         print(
             f"search: re-running first the {len(searcher.reruns)} trial(s) cut short "
@@ -245,11 +249,34 @@ def _run_searcher(
             f"{', ...' if len(searcher.reruns) > 8 else ''})",
             flush=True,
         )
+
+
+def _record_study_attrs(
+    study: optuna.Study,
+    sites: Mapping[str, Sequence[str]],
+    costs: ArchCosts,
+    study_attrs: Mapping[str, Any] | None,
+) -> None:
+    """Store the reference latency, the device and ``study_attrs`` in a new study; a
+    resumed one keeps those it was created with, so its hypervolumes stay comparable."""
     if "reference_latency_ms" not in study.user_attrs:
         study.set_user_attr("reference_latency_ms", reference_latency(sites, costs))
         study.set_user_attr("device", costs.device)
         for key, value in (study_attrs or {}).items():
             study.set_user_attr(key, value)
+
+
+@contextlib.contextmanager
+def _listening(
+    searcher: FusionSearcher,
+    run_dir: Path,
+    sites: Mapping[str, Sequence[str]],
+    n_trials: int,
+    progress: bool,
+) -> Iterator[None]:
+    """For the block: TensorBoard records every trial the searcher tells, and with
+    ``progress`` a bar counts them; both are closed after it, however it ends."""
+    study = searcher.study
     recorder = SearchRecorder(
         run_dir,
         sites,
@@ -258,76 +285,102 @@ def _run_searcher(
         image_every=max(1, n_trials // 20),
     )
     searcher.add_listener(recorder)
-    bar = None
-    if progress:
-        from nasfuse.progress import progress_bar
-
-        bar = progress_bar(
-            total=n_trials,
-            initial=min(searcher.counted_trials, n_trials),
-            desc="search",
-            unit="trial",
-        )
-
-        def advance(trial: optuna.trial.FrozenTrial) -> None:
-            record = record_from_trial(trial)
-            if record.status in COUNTED_STATUSES:
-                bar.update(1)
-                if record.on_objectives:
-                    bar.set_postfix_str(
-                        f"acc {record.accuracy:.3f}, {record.latency_ms:.2f} ms", refresh=False
-                    )
-
-        searcher.add_listener(advance)
-
-    ray_start_seconds = 0.0
+    bar = _progress_bar(searcher, n_trials) if progress else None
     try:
-        if searcher.counted_trials < n_trials:
-            ray_started = time.perf_counter()
-            with local_ray(ray_address, num_cpus), without_ray_tensorboard():
-                ray_start_seconds = time.perf_counter() - ray_started
-                trainable = tune.with_resources(
-                    tune.with_parameters(evaluate_trial, evaluator=evaluator),
-                    {"cpu": cpus_per_trial},
-                )
-                tuner = tune.Tuner(
-                    trainable,
-                    tune_config=tune.TuneConfig(
-                        search_alg=searcher,
-                        num_samples=-1,
-                        max_concurrent_trials=concurrency,
-                        reuse_actors=True,
-                    ),
-                    run_config=tune.RunConfig(
-                        name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
-                        storage_path=str(run_dir / "ray"),
-                        verbose=0,
-                        log_to_file=True,
-                        callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
-                    ),
-                )
-                tuner.fit()
-            if searcher.counted_trials < n_trials:
-                searcher.interrupt_open_trials()
-                # Tune ends early only when interrupted (its SIGINT handler stops the
-                # running trials, which the searcher records as interrupted): nothing is
-                # final, so nothing is exported; the CLI says how to resume.
-                raise KeyboardInterrupt(
-                    f"the search stopped at {searcher.counted_trials} of {n_trials} trials"
-                )
+        yield
     finally:
         recorder.close()
         if bar is not None:
             bar.close()
+
+
+def _progress_bar(searcher: FusionSearcher, n_trials: int) -> Any:
+    """A bar over the budget, advanced by each counted trial the searcher tells (with the
+    latest accuracy and latency beside it)."""
+    from nasfuse.progress import progress_bar
+
+    bar = progress_bar(
+        total=n_trials,
+        initial=min(searcher.counted_trials, n_trials),
+        desc="search",
+        unit="trial",
+    )
+
+    def advance(trial: optuna.trial.FrozenTrial) -> None:
+        record = record_from_trial(trial)
+        if record.status in COUNTED_STATUSES:
+            bar.update(1)
+            if record.on_objectives:
+                bar.set_postfix_str(
+                    f"acc {record.accuracy:.3f}, {record.latency_ms:.2f} ms", refresh=False
+                )
+
+    searcher.add_listener(advance)
+    return bar
+
+
+def _run_trials(searcher: FusionSearcher, run: _TuneRun) -> float:
+    """Run Ray Tune until the study holds ``run.n_trials`` counted trials (nothing to do
+    when it holds them already). Returns the seconds spent starting or joining Ray."""
+    if searcher.counted_trials >= run.n_trials:
+        return 0.0
+    ray_started = time.perf_counter()
+    with local_ray(run.ray_address, run.num_cpus), without_ray_tensorboard():
+        ray_start_seconds = time.perf_counter() - ray_started
+        _make_tuner(searcher, run).fit()
+    if searcher.counted_trials < run.n_trials:
+        searcher.interrupt_open_trials()
+        # Tune ends early only when interrupted (its SIGINT handler stops the running
+        # trials, which the searcher records as interrupted): nothing is final, so nothing
+        # is exported; the CLI says how to resume.
+        raise KeyboardInterrupt(
+            f"the search stopped at {searcher.counted_trials} of {run.n_trials} trials"
+        )
+    return ray_start_seconds
+
+
+def _make_tuner(searcher: FusionSearcher, run: _TuneRun) -> Tuner:
+    """A Tuner that asks ``searcher`` for trials until it says the budget is full, runs
+    ``run.concurrency`` at a time and writes Ray Tune's CSV and JSON results only."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    trainable = tune.with_resources(
+        tune.with_parameters(evaluate_trial, evaluator=run.evaluator),
+        {"cpu": run.cpus_per_trial},
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            max_concurrent_trials=run.concurrency,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+            storage_path=str(run.run_dir / "ray"),
+            verbose=0,
+            log_to_file=True,
+            callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
+        ),
+    )
+
+
+def _collect_stats(
+    searcher: FusionSearcher, run: _TuneRun, url: str, started: float, ray_start_seconds: float
+) -> SearchStats:
+    """What the session did: the study's trials by status and the searcher's timings."""
+    study = searcher.study
     statuses = Counter(record_from_trial(t).status for t in study.get_trials(deepcopy=False))
     return SearchStats(
         study_name=study.study_name,
         storage=url,
-        requested_trials=n_trials,
+        requested_trials=run.n_trials,
         statuses=dict(statuses),
         evaluations_started=searcher.evaluations_started,
         wall_seconds=time.perf_counter() - started,
-        concurrency=concurrency,
+        concurrency=run.concurrency,
         evaluation_seconds=searcher.evaluation_seconds,
         searcher_seconds=searcher.searcher_seconds,
         waiting_seconds=searcher.waiting_seconds,
