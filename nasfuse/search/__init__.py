@@ -30,7 +30,8 @@ from nasfuse.search._pareto import (
     pick_index,
 )
 from nasfuse.search._ray import local_ray
-from nasfuse.search._searcher import Constraints, FusionSearcher, make_sampler
+from nasfuse.search._sampling import Constraints, make_sampler
+from nasfuse.search._searcher import FusionSearcher
 from nasfuse.search._study import TrialRecord, front_records, load_search_study, trial_records
 from nasfuse.search._supernet_eval import SupernetCosts, SupernetEvaluator
 from nasfuse.search._tensorboard import SearchRecorder, draw_scatter

@@ -26,7 +26,8 @@ from nasfuse.search._baselines import (
 )
 from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL
 from nasfuse.search._ray import local_ray, without_ray_tensorboard
-from nasfuse.search._searcher import Constraints, FusionSearcher, make_sampler
+from nasfuse.search._sampling import Constraints, make_sampler
+from nasfuse.search._searcher import FusionSearcher
 from nasfuse.search._study import (
     COUNTED_STATUSES,
     check_storage,

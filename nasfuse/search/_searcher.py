@@ -8,10 +8,11 @@ relies on no private attribute of Ray or Optuna (issue 17), so a new release of 
 cannot change it underneath. ``suggest`` and ``on_trial_complete`` follow these rules, for
 one driver or several on one study:
 
-- constraints are checked in the driver before a trial is started; an infeasible
-  architecture is told to Optuna at once with ``trial.set_constraint`` values > 0 (which
-  NSGA-II, TPE and ``Study.best_trials`` respect) and sentinel objectives
-  (accuracy 0, its predicted latency), and never reaches a Ray trial;
+- constraints (:class:`~nasfuse.search._sampling.Constraints`) are checked in the driver
+  before a trial is started; an infeasible architecture is told to Optuna at once with
+  ``trial.set_constraint`` values > 0 (which NSGA-II, TPE and ``Study.best_trials``
+  respect) and sentinel objectives (accuracy 0, its predicted latency), and never reaches a
+  Ray trial;
 - an architecture evaluated before (same :func:`nasfuse.arch.arch_hash`), by this driver or
   another one (the study is read before evaluating), is told its cached values at once (or
   failed again, with the first failure's error, if its evaluation failed); one being
@@ -38,13 +39,11 @@ replay the suggestions already in the study.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -53,46 +52,15 @@ from ray.tune.search import Searcher
 
 from nasfuse.search._baselines import Baseline
 from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL, DRIVER_ATTR, DriverLease
+from nasfuse.search._sampling import Constraints, place_in_generation, seed_apart
 from nasfuse.search._study import COUNTED_STATUSES, DIRECTIONS, OBJECTIVES, trial_status
 from nasfuse.search._trial import ArchCosts
 
-__all__ = ["FusionSearcher", "Constraints", "make_sampler"]
+__all__ = ["FusionSearcher"]
 
 INFEASIBLE_ACCURACY = 0.0
 # Evaluation results a cached repeat carries over from its original.
 _CACHED_ATTRS = ("flops", "params", "eval_samples")
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """Upper bounds checked before evaluation; None means unconstrained."""
-
-    max_latency_ms: float | None = None
-    max_params: int | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.max_latency_ms is not None or self.max_params is not None
-
-    def violations(self, latency_ms: float, params: int) -> dict[str, float]:
-        """Optuna constraint values (<= 0 feasible), one per active bound, relative to it."""
-        values: dict[str, float] = {}
-        if self.max_latency_ms is not None:
-            values["latency_ms"] = (latency_ms - self.max_latency_ms) / self.max_latency_ms
-        if self.max_params is not None:
-            values["params"] = (params - self.max_params) / self.max_params
-        return values
-
-
-def make_sampler(name: str, seed: int, population_size: int) -> optuna.samplers.BaseSampler:
-    """``nsga2``, ``tpe`` (constant liar, for trials in flight) or ``random``, seeded."""
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}; expected nsga2, tpe or random")
 
 
 def _counted(trial: FrozenTrial) -> bool:
@@ -238,17 +206,10 @@ class FusionSearcher(Searcher):
         return sum(1 for t in self._view if _counted(t))
 
     def sampler_seed(self, seed: int) -> int:
-        """The seed for this driver's sampler: ``seed`` itself for a fresh study searched by
-        one driver; otherwise one derived from it, the trials the study held and (with other
-        drivers live) this driver's id, so a resumed or second driver does not replay the
-        suggestions already in the study."""
-        if self.trials_before == 0 and not self.others_live_at_start:
-            return int(seed)
-        parts = [str(seed), str(self.trials_before)]
-        if self.others_live_at_start:
-            parts.append(self.lease.driver_id)
-        digest = hashlib.sha256(":".join(parts).encode()).digest()
-        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+        """The seed for this driver's sampler (:func:`~nasfuse.search._sampling.seed_apart`
+        from the trials the study held and, with other drivers live, this driver's id)."""
+        driver_id = self.lease.driver_id if self.others_live_at_start else None
+        return seed_apart(seed, self.trials_before, driver_id)
 
     def _refresh(self, force: bool = False) -> None:
         """Read the study again (at most every ``poll_seconds`` unless forced): its trials,
@@ -420,19 +381,6 @@ class FusionSearcher(Searcher):
         self._waiting.clear()
         self._elsewhere.clear()
 
-    def _place_in_generation(self, number: int) -> None:
-        """Give an enqueued trial its NSGA-II generation, as a sampled one gets it.
-
-        A genetic sampler assigns the generation while sampling; a trial whose parameters
-        are all fixed (an enqueued baseline) is never sampled, so it would belong to no
-        generation and never be a parent. Asking the sampler here makes the baselines
-        NSGA-II's first generation.
-        """
-        sampler = self._study.sampler
-        if isinstance(sampler, optuna.samplers.BaseGASampler):
-            frozen = next(t for t in self._view if t.number == number)
-            sampler.get_trial_generation(self._study, frozen)
-
     def _ask(self, trial_id: str) -> tuple[optuna.Trial, dict[str, str]]:
         """A new trial of the study (the first enqueued one, if any) and its architecture:
         one categorical parameter per site, drawn by the sampler or fixed by the enqueuing.
@@ -582,7 +530,7 @@ class FusionSearcher(Searcher):
             ot_trial.set_user_attr("params", n_params)
             # Read the study after tagging the trial (see _evaluating_elsewhere).
             self._refresh(force=True)
-            self._place_in_generation(ot_trial.number)
+            place_in_generation(self._study, self._view, ot_trial.number)
             if self._claims(below=ot_trial.number) >= self._n_trials:
                 # Another driver filled the budget meanwhile: not counted, not evaluated.
                 self._tell(ot_trial, "surplus", None)
