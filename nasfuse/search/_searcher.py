@@ -41,7 +41,6 @@ replay the suggestions already in the study.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -55,7 +54,7 @@ from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL, DRIVER_ATTR, 
 from nasfuse.search._sampling import Constraints, place_in_generation, seed_apart
 from nasfuse.search._shared_study import SharedStudy, open_search_study
 from nasfuse.search._study import OBJECTIVES
-from nasfuse.search._trial import ArchCosts
+from nasfuse.search._trial import ArchCosts, read_report
 
 __all__ = ["FusionSearcher"]
 
@@ -380,37 +379,19 @@ class FusionSearcher(Searcher):
             for trial in [ot_trial, *waiting]:
                 self._tell(trial, "interrupted", None)
             return
-        result = result or {}
-        accuracy = result.get("accuracy")
-        failed = (
-            error
-            or result.get("status") != "evaluated"
-            or accuracy is None
-            or not math.isfinite(float(accuracy))
-        )
-        if failed:
-            message = result.get("error") or (
-                "the Ray trial crashed" if error else "no accuracy reported"
-            )
-            attrs = {"error": str(message)[:2000], "traceback": result.get("traceback")}
-            self._tell(ot_trial, "failed", None, attrs)
-            self._shared.failed[key] = (ot_trial.number, attrs["error"])
+        outcome = read_report(result or {}, error, info["latency_ms"])
+        if outcome.values is None:
+            self._tell(ot_trial, "failed", None, outcome.attrs)
+            self._shared.failed[key] = (ot_trial.number, outcome.attrs["error"])
             for repeat in waiting:
-                self._tell(repeat, "failed", None, {"duplicate_of": ot_trial.number, **attrs})
+                attrs = {"duplicate_of": ot_trial.number, **outcome.attrs}
+                self._tell(repeat, "failed", None, attrs)
             return
-        # The trial's latency is its measurement when the evaluator measures, else the
-        # prediction it was given.
-        latency = float(result.get("latency_ms", info["latency_ms"]))
-        values = [float(accuracy), latency]
-        extra = {
-            key: int(result[key]) if result.get(key) is not None else None
-            for key in ("flops", "eval_samples")
-        }
-        attrs = {**extra, "eval_seconds": result.get("eval_seconds")}
-        self._tell(ot_trial, "evaluated", values, attrs)
-        self._shared.cache[key] = (values, ot_trial.number, extra)
+        self._tell(ot_trial, "evaluated", outcome.values, outcome.attrs)
+        self._shared.cache[key] = (outcome.values, ot_trial.number, outcome.carried)
         for repeat in waiting:
-            self._tell(repeat, "cached", values, {"duplicate_of": ot_trial.number, **extra})
+            attrs = {"duplicate_of": ot_trial.number, **outcome.carried}
+            self._tell(repeat, "cached", outcome.values, attrs)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles its config (search_alg included) into tuner.pkl for Tuner.restore.
