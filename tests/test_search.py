@@ -423,7 +423,7 @@ def test_loopback_only_switches_rays_cluster_flag_for_its_block_only(
 
     from ray._private import ray_constants
 
-    from nasfuse.search._engine import RAY_CLUSTERS_ENV, _loopback_only
+    from nasfuse.search._ray import RAY_CLUSTERS_ENV, _loopback_only
 
     assert RAY_CLUSTERS_ENV == ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR  # spelt as Ray does
     monkeypatch.delenv(RAY_CLUSTERS_ENV, raising=False)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from nasfuse.search._config import BUDGETS, SearchConfig, SearchPlan, resolve_plan
 from nasfuse.search._driver import SearchResult, default_run_dir, run_search
-from nasfuse.search._engine import SearchStats, local_ray, reference_latency, search_architectures
+from nasfuse.search._engine import SearchStats, reference_latency, search_architectures
 from nasfuse.search._export import describe_pick, export_run
 from nasfuse.search._pareto import (
     PICK_RULES,
@@ -29,7 +29,9 @@ from nasfuse.search._pareto import (
     parse_pick,
     pick_index,
 )
-from nasfuse.search._searcher import Constraints, FusionSearcher, make_sampler
+from nasfuse.search._ray import local_ray
+from nasfuse.search._sampling import Constraints, make_sampler
+from nasfuse.search._searcher import FusionSearcher
 from nasfuse.search._study import TrialRecord, front_records, load_search_study, trial_records
 from nasfuse.search._supernet_eval import SupernetCosts, SupernetEvaluator
 from nasfuse.search._tensorboard import SearchRecorder, draw_scatter

@@ -35,14 +35,10 @@ from nasfuse.search._artifacts import (
     ensure_supernet,
 )
 from nasfuse.search._config import SearchConfig, SearchPlan, resolve_plan
-from nasfuse.search._engine import (
-    SearchStats,
-    local_ray,
-    probe_ray_address,
-    search_architectures,
-)
+from nasfuse.search._engine import SearchStats, search_architectures
 from nasfuse.search._export import CONFIG_FILE, export_search
-from nasfuse.search._searcher import Constraints
+from nasfuse.search._ray import local_ray, probe_ray_address
+from nasfuse.search._sampling import Constraints
 from nasfuse.search._study import (
     STUDY_FILE,
     TrialRecord,

@@ -6,12 +6,14 @@ a persistent storage, and drives it through Optuna's public ask-and-tell interfa
 sampler runs inside Ray Tune's driver, one Optuna trial per suggested architecture. It
 relies on no private attribute of Ray or Optuna (issue 17), so a new release of either
 cannot change it underneath. ``suggest`` and ``on_trial_complete`` follow these rules, for
-one driver or several on one study:
+one driver or several on one study (what the drivers share, the searcher reads through
+:class:`~nasfuse.search._shared_study.SharedStudy`):
 
-- constraints are checked in the driver before a trial is started; an infeasible
-  architecture is told to Optuna at once with ``trial.set_constraint`` values > 0 (which
-  NSGA-II, TPE and ``Study.best_trials`` respect) and sentinel objectives
-  (accuracy 0, its predicted latency), and never reaches a Ray trial;
+- constraints (:class:`~nasfuse.search._sampling.Constraints`) are checked in the driver
+  before a trial is started; an infeasible architecture is told to Optuna at once with
+  ``trial.set_constraint`` values > 0 (which NSGA-II, TPE and ``Study.best_trials``
+  respect) and sentinel objectives (accuracy 0, its predicted latency), and never reaches a
+  Ray trial;
 - an architecture evaluated before (same :func:`nasfuse.arch.arch_hash`), by this driver or
   another one (the study is read before evaluating), is told its cached values at once (or
   failed again, with the first failure's error, if its evaluation failed); one being
@@ -38,93 +40,25 @@ replay the suggestions already in the study.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from nasfuse.search._baselines import Baseline
 from nasfuse.search._lease import DEFAULT_GRACE, DEFAULT_INTERVAL, DRIVER_ATTR, DriverLease
-from nasfuse.search._study import COUNTED_STATUSES, DIRECTIONS, OBJECTIVES, trial_status
-from nasfuse.search._trial import ArchCosts
+from nasfuse.search._sampling import Constraints, place_in_generation, seed_apart
+from nasfuse.search._shared_study import SharedStudy, open_search_study
+from nasfuse.search._study import OBJECTIVES
+from nasfuse.search._trial import ArchCosts, read_report
 
-__all__ = ["FusionSearcher", "Constraints", "make_sampler"]
+__all__ = ["FusionSearcher"]
 
 INFEASIBLE_ACCURACY = 0.0
-# Evaluation results a cached repeat carries over from its original.
-_CACHED_ATTRS = ("flops", "params", "eval_samples")
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """Upper bounds checked before evaluation; None means unconstrained."""
-
-    max_latency_ms: float | None = None
-    max_params: int | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.max_latency_ms is not None or self.max_params is not None
-
-    def violations(self, latency_ms: float, params: int) -> dict[str, float]:
-        """Optuna constraint values (<= 0 feasible), one per active bound, relative to it."""
-        values: dict[str, float] = {}
-        if self.max_latency_ms is not None:
-            values["latency_ms"] = (latency_ms - self.max_latency_ms) / self.max_latency_ms
-        if self.max_params is not None:
-            values["params"] = (params - self.max_params) / self.max_params
-        return values
-
-
-def make_sampler(name: str, seed: int, population_size: int) -> optuna.samplers.BaseSampler:
-    """``nsga2``, ``tpe`` (constant liar, for trials in flight) or ``random``, seeded."""
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {name!r}; expected nsga2, tpe or random")
-
-
-def _counted(trial: FrozenTrial) -> bool:
-    return trial_status(trial) in COUNTED_STATUSES
-
-
-def _trial_params(trial: FrozenTrial) -> Mapping[str, Any]:
-    """The architecture of a trial: its params, or for a waiting one those it was given."""
-    if trial.state == TrialState.WAITING:
-        # Optuna keeps an enqueued trial's parameters in this system attribute until it is
-        # asked (FrozenTrial.system_attrs is public; no other public reader exists).
-        return trial.system_attrs.get("fixed_params", trial.params)
-    return trial.params
-
-
-def _open_study(
-    study_name: str, storage: optuna.storages.BaseStorage, sampler: optuna.samplers.BaseSampler
-) -> optuna.Study:
-    """Create the search's study, or load it when ``storage`` holds it already (a resumed
-    search, or another driver that created it first: Optuna settles that race itself).
-
-    No pruner: a trial reports once, and Optuna cannot prune a multi-objective trial.
-    """
-    return optuna.create_study(
-        storage=storage,
-        sampler=sampler,
-        pruner=optuna.pruners.NopPruner(),
-        study_name=study_name,
-        directions=list(DIRECTIONS),
-        load_if_exists=True,
-    )
-
 
 TrialListener = Callable[[optuna.trial.FrozenTrial], None]
 
@@ -133,11 +67,9 @@ class FusionSearcher(Searcher):
     """One categorical Optuna parameter per fusion site; two objectives; see module doc.
 
     Several searchers (one per driver process) may share a study: each tags its trials with
-    its :class:`~nasfuse.search._lease.DriverLease` id, reads the study (not only its own
-    memory) before evaluating an architecture, and counts the budget over the whole study,
-    so together they end with ``n_trials`` counted trials and evaluate no architecture
-    twice. A RUNNING trial whose driver is gone is failed (``interrupted``, not counted) and
-    its architecture re-enqueued, to run before any new suggestion.
+    its :class:`~nasfuse.search._lease.DriverLease` id and decides from the study as every
+    driver wrote it (:class:`~nasfuse.search._shared_study.SharedStudy`), so together they
+    end with ``n_trials`` counted trials and evaluate no architecture twice.
 
     Args:
         sites: site name -> ops allowed there (the order of the space).
@@ -179,7 +111,7 @@ class FusionSearcher(Searcher):
         self._sites = {name: list(ops) for name, ops in sites.items()}
         # Ray Tune reads metric and mode from its searcher; the study has the same directions.
         super().__init__(metric=list(OBJECTIVES), mode=["max", "min"])
-        self._study = _open_study(study_name, storage, sampler)
+        self._study = open_search_study(study_name, storage, sampler, self._sites, space_hash)
         self._asked: dict[str, optuna.Trial] = {}  # Ray trial id -> asked, ops not all drawn
         self._running: dict[str, optuna.Trial] = {}  # Ray trial id -> the trial it evaluates
         self._costs = costs
@@ -194,20 +126,15 @@ class FusionSearcher(Searcher):
         self._elsewhere: dict[str, list[optuna.Trial]] = {}
         self._elsewhere_info: dict[str, dict[str, Any]] = {}
         self._ray_trials: dict[str, dict[str, Any]] = {}  # Ray trial id -> its arch info
-        self._cache: dict[str, tuple[list[float], int, dict[str, Any]]] = {}
-        self._failed: dict[str, tuple[int, str]] = {}  # arch hash -> (trial number, error)
-        self._check_study(space_hash)
         self.trials_before = len(self._study.get_trials(deepcopy=False))
         self.lease = DriverLease(self._study, lease_interval, lease_grace).start()
         self.others_live_at_start = self.lease.others_live()
-        self._view: list[FrozenTrial] = []
-        self._live: set[str] = set()
-        self._read_at = -math.inf
-        self._orphans_at = -math.inf
-        self.reruns: list[int] = []  # trials cut short whose architectures were re-enqueued
-        self._refresh(force=True)  # fails (and re-enqueues) the trials of gone drivers
-        self._enqueue_reruns()  # and those cut short by an interrupted run
-        self.enqueued_baselines = self._enqueue_baselines(baselines)
+        self._shared = SharedStudy(
+            self._study, self.lease, self._sites, self._n_trials, self._poll_seconds
+        )
+        self._shared.refresh(force=True)  # fails (and re-enqueues) the trials of gone drivers
+        self._shared.enqueue_reruns()  # and those cut short by an interrupted run
+        self.enqueued_baselines = self._shared.enqueue_baselines(baselines)
         self.evaluations_started = 0
         # Where the search stage's time goes (SearchStats): the trials' own evaluation
         # time, and this driver's time inside suggest / on_trial_complete (Optuna's ask and
@@ -231,180 +158,22 @@ class FusionSearcher(Searcher):
         return self._study
 
     @property
+    def reruns(self) -> list[int]:
+        """Trials cut short whose architectures were enqueued again (by this driver)."""
+        return self._shared.reruns
+
+    @property
     def counted_trials(self) -> int:
         """Trials of the study (every driver's) told in a counted status (evaluated,
         cached, infeasible, failed)."""
-        self._refresh(force=True)
-        return sum(1 for t in self._view if _counted(t))
+        self._shared.refresh(force=True)
+        return self._shared.counted()
 
     def sampler_seed(self, seed: int) -> int:
-        """The seed for this driver's sampler: ``seed`` itself for a fresh study searched by
-        one driver; otherwise one derived from it, the trials the study held and (with other
-        drivers live) this driver's id, so a resumed or second driver does not replay the
-        suggestions already in the study."""
-        if self.trials_before == 0 and not self.others_live_at_start:
-            return int(seed)
-        parts = [str(seed), str(self.trials_before)]
-        if self.others_live_at_start:
-            parts.append(self.lease.driver_id)
-        digest = hashlib.sha256(":".join(parts).encode()).digest()
-        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-    def _refresh(self, force: bool = False) -> None:
-        """Read the study again (at most every ``poll_seconds`` unless forced): its trials,
-        the live drivers, every driver's evaluations; fail the trials of gone drivers."""
-        now = time.monotonic()
-        if not force and now - self._read_at < self._poll_seconds:
-            return
-        self._read_at = now
-        self._live = self.lease.live_drivers()
-        self._view = self._study.get_trials(deepcopy=False)
-        if now - self._orphans_at >= min(self.lease.interval, self._poll_seconds * 5):
-            self._orphans_at = now
-            if self._fail_orphans():
-                self._view = self._study.get_trials(deepcopy=False)
-        for trial in self._view:
-            status = trial.user_attrs.get("status")
-            key = trial.user_attrs.get("arch_hash")
-            if key is None or not trial.state.is_finished() or "duplicate_of" in trial.user_attrs:
-                continue
-            if status == "evaluated" and trial.state == TrialState.COMPLETE:
-                self._cache.setdefault(
-                    key,
-                    (
-                        list(trial.values),
-                        trial.number,
-                        {k: trial.user_attrs.get(k) for k in _CACHED_ATTRS},
-                    ),
-                )
-            elif status == "failed":
-                self._failed.setdefault(key, (trial.number, str(trial.user_attrs.get("error", ""))))
-
-    def _claims(self, below: int | None = None, waiting: bool = True) -> int:
-        """Trials that hold a place in the budget (counted, running under a live driver, and
-        with ``waiting`` the enqueued ones), among those numbered below ``below`` if given."""
-        orphans = {t.number for t in self.lease.orphans(self._view, self._live)}
-        return sum(
-            1
-            for t in self._view
-            if (below is None or t.number < below)
-            and (
-                _counted(t)
-                or (waiting and t.state == TrialState.WAITING)
-                or (t.state == TrialState.RUNNING and t.number not in orphans)
-            )
-        )
-
-    def _fail_orphans(self) -> list[FrozenTrial]:
-        """Fail (``interrupted``: not counted) the RUNNING trials whose driver is gone, and
-        enqueue their architectures again. Returns the trials this driver failed."""
-        failed = []
-        for trial in self.lease.orphans(self._view, self._live):
-            try:
-                # No status attribute: a failed trial without one reads as interrupted.
-                self._study.tell(trial.number, state=TrialState.FAIL)
-            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
-                continue  # another driver failed it first (or its driver told it after all)
-            failed.append(trial)
-        if failed:
-            self._view = self._study.get_trials(deepcopy=False)
-            self._enqueue_reruns(only={t.number for t in failed})
-        return failed
-
-    def _held(self) -> set[str]:
-        """Hashes of the architectures the study holds, apart from interrupted trials."""
-        from nasfuse.arch import arch_hash
-
-        held: set[str] = set()
-        for trial in self._view:
-            if trial.state.is_finished() and not _counted(trial):
-                continue
-            params = {k: str(v) for k, v in _trial_params(trial).items()}
-            if set(params) == set(self._sites):
-                held.add(arch_hash(params))
-            elif trial.user_attrs.get("arch_hash"):
-                held.add(str(trial.user_attrs["arch_hash"]))
-        return held
-
-    def _room(self) -> int:
-        return self._n_trials - self._claims()
-
-    def _enqueue_reruns(self, only: set[int] | None = None) -> list[int]:
-        """Enqueue the architectures of interrupted trials again, before anything else.
-
-        Returns the numbers of the trials re-enqueued.
-        """
-        from nasfuse.arch import arch_hash
-
-        held = self._held()
-        room = self._room()
-        rerun: list[int] = []
-        for trial in self._view:
-            if only is not None and trial.number not in only:
-                continue
-            if trial.state != TrialState.FAIL or trial_status(trial) != "interrupted":
-                continue
-            params = {k: str(v) for k, v in trial.params.items()}
-            if set(params) != set(self._sites) or arch_hash(params) in held:
-                continue
-            if len(rerun) >= room:
-                break
-            attrs = {k: v for k, v in trial.user_attrs.items() if k.startswith("baseline")}
-            self._study.enqueue_trial(params, user_attrs={**attrs, "rerun_of": trial.number})
-            held.add(arch_hash(params))
-            rerun.append(trial.number)
-        if rerun:
-            self._view = self._study.get_trials(deepcopy=False)
-        self.reruns.extend(rerun)
-        return rerun
-
-    def _check_study(self, space_hash: str) -> None:
-        study = self._study
-        attrs = study.user_attrs
-        directions = [d.name.lower() for d in study.directions]
-        if directions != ["maximize", "minimize"]:
-            raise ValueError(
-                f"study {study.study_name!r} optimises {directions}, not "
-                "[maximize accuracy, minimize latency_ms]; use another --storage or study name"
-            )
-        if "space_hash" in attrs and space_hash and attrs["space_hash"] != space_hash:
-            raise ValueError(
-                f"study {study.study_name!r} belongs to the space with hash "
-                f"{attrs['space_hash']}, not {space_hash}; resume it with the same space "
-                "and options, or start a new run directory"
-            )
-        if "space_hash" not in attrs:
-            study.set_user_attr("space_hash", space_hash)
-            study.set_user_attr("sites", self._sites)
-        # optuna-dashboard and trials_dataframe() then name the objectives.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(OBJECTIVES))
-
-    def _enqueue_baselines(self, baselines: Sequence[Baseline]) -> list[Baseline]:
-        """Enqueue the baselines the study does not hold yet, within the trial budget."""
-        from nasfuse.arch import arch_hash
-
-        held = self._held()
-        room = self._room()
-        enqueued: list[Baseline] = []
-        for baseline in baselines:
-            if len(enqueued) >= room:
-                break
-            if arch_hash(baseline.arch) in held:
-                continue
-            self._study.enqueue_trial(
-                dict(baseline.arch),
-                user_attrs={
-                    "baseline": baseline.name,
-                    "baseline_kind": baseline.kind,
-                    "baseline_note": baseline.note,
-                },
-            )
-            enqueued.append(baseline)
-        if enqueued:
-            self._view = self._study.get_trials(deepcopy=False)
-        return enqueued
+        """The seed for this driver's sampler (:func:`~nasfuse.search._sampling.seed_apart`
+        from the trials the study held and, with other drivers live, this driver's id)."""
+        driver_id = self.lease.driver_id if self.others_live_at_start else None
+        return seed_apart(seed, self.trials_before, driver_id)
 
     def interrupt_open_trials(self) -> None:
         """After an interrupted run: tell every trial this searcher left open 'interrupted'
@@ -419,19 +188,6 @@ class FusionSearcher(Searcher):
                 self._tell(trial, "interrupted", None)
         self._waiting.clear()
         self._elsewhere.clear()
-
-    def _place_in_generation(self, number: int) -> None:
-        """Give an enqueued trial its NSGA-II generation, as a sampled one gets it.
-
-        A genetic sampler assigns the generation while sampling; a trial whose parameters
-        are all fixed (an enqueued baseline) is never sampled, so it would belong to no
-        generation and never be a parent. Asking the sampler here makes the baselines
-        NSGA-II's first generation.
-        """
-        sampler = self._study.sampler
-        if isinstance(sampler, optuna.samplers.BaseGASampler):
-            frozen = next(t for t in self._view if t.number == number)
-            sampler.get_trial_generation(self._study, frozen)
 
     def _ask(self, trial_id: str) -> tuple[optuna.Trial, dict[str, str]]:
         """A new trial of the study (the first enqueued one, if any) and its architecture:
@@ -491,31 +247,14 @@ class FusionSearcher(Searcher):
             **self._trial_config,
         }
 
-    def _evaluating_elsewhere(self, key: str, number: int) -> bool:
-        """Whether a live trial of another driver numbered below ``number`` holds ``key``.
-
-        Each driver tags a trial with its architecture before reading the study, so of two
-        trials of one architecture at least the later reader sees the other: the lower
-        number evaluates, the higher waits for its result.
-        """
-        orphans = {t.number for t in self.lease.orphans(self._view, self._live)}
-        return any(
-            t.state == TrialState.RUNNING
-            and t.number < number
-            and t.number not in orphans
-            and t.user_attrs.get("arch_hash") == key
-            and t.user_attrs.get(DRIVER_ATTR) != self.lease.driver_id
-            for t in self._view
-        )
-
     def _resolve(self, ot_trial: optuna.Trial, key: str) -> bool:
         """Tell ``ot_trial`` at once if the study already has ``key``'s result."""
-        if key in self._cache:
-            values, original, extra = self._cache[key]
+        if key in self._shared.cache:
+            values, original, extra = self._shared.cache[key]
             self._tell(ot_trial, "cached", values, {"duplicate_of": original, **extra})
             return True
-        if key in self._failed:
-            original, error = self._failed[key]
+        if key in self._shared.failed:
+            original, error = self._shared.failed[key]
             self._tell(ot_trial, "failed", None, {"duplicate_of": original, "error": error})
             return True
         return False
@@ -524,13 +263,13 @@ class FusionSearcher(Searcher):
         """Tell the trials that waited for another driver's result once it is in the study;
         when that driver is gone, the lowest waiting trial is evaluated here (its config)."""
         for key, trials in list(self._elsewhere.items()):
-            if key in self._cache or key in self._failed:
+            if key in self._shared.cache or key in self._shared.failed:
                 for trial in trials:
                     self._resolve(trial, key)
                 del self._elsewhere[key]
                 continue
             first = min(trials, key=lambda t: t.number)
-            if key in self._in_flight or self._evaluating_elsewhere(key, first.number):
+            if key in self._in_flight or self._shared.evaluating_elsewhere(key, first.number):
                 continue
             del self._elsewhere[key]
             self._waiting.setdefault(key, []).extend(t for t in trials if t is not first)
@@ -557,12 +296,12 @@ class FusionSearcher(Searcher):
         from nasfuse.arch import arch_hash
 
         while True:
-            self._refresh()
+            self._shared.refresh()
             promoted = self._settle_elsewhere(trial_id)
             if promoted is not None:
                 return promoted
             # Enqueued trials do not block asking: the next ask pops the first of them.
-            if self._claims(waiting=False) >= self._n_trials:
+            if self._shared.claims(waiting=False) >= self._n_trials:
                 if self._open_trials() == 0 and self.counted_trials >= self._n_trials:
                     return Searcher.FINISHED
                 # Other drivers' trials (or this one's waiting ones) fill the budget: ask
@@ -580,10 +319,10 @@ class FusionSearcher(Searcher):
             ot_trial.set_user_attr("arch_hash", key)
             ot_trial.set_user_attr("predicted_latency_ms", latency)
             ot_trial.set_user_attr("params", n_params)
-            # Read the study after tagging the trial (see _evaluating_elsewhere).
-            self._refresh(force=True)
-            self._place_in_generation(ot_trial.number)
-            if self._claims(below=ot_trial.number) >= self._n_trials:
+            # Read the study after tagging the trial (see SharedStudy.evaluating_elsewhere).
+            self._shared.refresh(force=True)
+            place_in_generation(self._study, self._shared.view, ot_trial.number)
+            if self._shared.claims(below=ot_trial.number) >= self._n_trials:
                 # Another driver filled the budget meanwhile: not counted, not evaluated.
                 self._tell(ot_trial, "surplus", None)
                 continue
@@ -599,7 +338,7 @@ class FusionSearcher(Searcher):
                 self._waiting.setdefault(key, []).append(ot_trial)
                 continue
             info = {"arch": arch, "arch_hash": key, "latency_ms": latency, "params": n_params}
-            if self._evaluating_elsewhere(key, ot_trial.number):
+            if self._shared.evaluating_elsewhere(key, ot_trial.number):
                 self._elsewhere.setdefault(key, []).append(ot_trial)
                 self._elsewhere_info.setdefault(key, info)
                 continue
@@ -640,37 +379,19 @@ class FusionSearcher(Searcher):
             for trial in [ot_trial, *waiting]:
                 self._tell(trial, "interrupted", None)
             return
-        result = result or {}
-        accuracy = result.get("accuracy")
-        failed = (
-            error
-            or result.get("status") != "evaluated"
-            or accuracy is None
-            or not math.isfinite(float(accuracy))
-        )
-        if failed:
-            message = result.get("error") or (
-                "the Ray trial crashed" if error else "no accuracy reported"
-            )
-            attrs = {"error": str(message)[:2000], "traceback": result.get("traceback")}
-            self._tell(ot_trial, "failed", None, attrs)
-            self._failed[key] = (ot_trial.number, attrs["error"])
+        outcome = read_report(result or {}, error, info["latency_ms"])
+        if outcome.values is None:
+            self._tell(ot_trial, "failed", None, outcome.attrs)
+            self._shared.failed[key] = (ot_trial.number, outcome.attrs["error"])
             for repeat in waiting:
-                self._tell(repeat, "failed", None, {"duplicate_of": ot_trial.number, **attrs})
+                attrs = {"duplicate_of": ot_trial.number, **outcome.attrs}
+                self._tell(repeat, "failed", None, attrs)
             return
-        # The trial's latency is its measurement when the evaluator measures, else the
-        # prediction it was given.
-        latency = float(result.get("latency_ms", info["latency_ms"]))
-        values = [float(accuracy), latency]
-        extra = {
-            key: int(result[key]) if result.get(key) is not None else None
-            for key in ("flops", "eval_samples")
-        }
-        attrs = {**extra, "eval_seconds": result.get("eval_seconds")}
-        self._tell(ot_trial, "evaluated", values, attrs)
-        self._cache[key] = (values, ot_trial.number, extra)
+        self._tell(ot_trial, "evaluated", outcome.values, outcome.attrs)
+        self._shared.cache[key] = (outcome.values, ot_trial.number, outcome.carried)
         for repeat in waiting:
-            self._tell(repeat, "cached", values, {"duplicate_of": ot_trial.number, **extra})
+            attrs = {"duplicate_of": ot_trial.number, **outcome.carried}
+            self._tell(repeat, "cached", outcome.values, attrs)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles its config (search_alg included) into tuner.pkl for Tuner.restore.
@@ -686,7 +407,7 @@ class FusionSearcher(Searcher):
         pointer = {
             "study_name": self._study.study_name,
             "saved_at": time.time(),
-            "counted_trials": sum(1 for t in self._view if _counted(t)),
+            "counted_trials": self._shared.counted(),
         }
         with open(checkpoint_path, "w") as handle:
             json.dump(pointer, handle)

@@ -6,6 +6,10 @@ trial (:class:`ArchEvaluator`, shipped once to the workers through the object st
 ``tune.with_parameters``). The real pair is built from the supernet and the latency table
 (:mod:`nasfuse.search._supernet_eval`); :class:`SyntheticEvaluator` is a cheap stand-in
 for testing the engine and comparing samplers.
+
+:func:`evaluate_trial` is the trainable that reports once per architecture, and
+:func:`read_report` reads that report back in the driver, so the report's format is kept
+in this one module.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +30,8 @@ __all__ = [
     "SyntheticEvaluator",
     "SyntheticCosts",
     "evaluate_trial",
+    "TrialOutcome",
+    "read_report",
 ]
 
 
@@ -95,6 +102,50 @@ def evaluate_trial(config: dict[str, Any], evaluator: ArchEvaluator) -> None:
         }
     report["eval_seconds"] = time.perf_counter() - started
     tune.report(report)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What the report of :func:`evaluate_trial` means for the Optuna trial it evaluated."""
+
+    values: list[float] | None
+    """``[accuracy, latency_ms]``; None when the evaluation failed."""
+    attrs: dict[str, Any]
+    """User attributes for the trial: the error and traceback, or the evaluation's results."""
+    carried: dict[str, Any]
+    """The results a cached repeat of the architecture carries over (none when failed)."""
+
+
+def read_report(
+    result: Mapping[str, Any], error: bool, predicted_latency_ms: float
+) -> TrialOutcome:
+    """Read a Ray trial's report; ``error`` when the Ray trial itself crashed.
+
+    Without ``status: evaluated`` and a finite accuracy the evaluation failed, and its error
+    text (or what went wrong instead) is kept.
+    """
+    accuracy = result.get("accuracy")
+    failed = (
+        error
+        or result.get("status") != "evaluated"
+        or accuracy is None
+        or not math.isfinite(float(accuracy))
+    )
+    if failed:
+        message = result.get("error") or (
+            "the Ray trial crashed" if error else "no accuracy reported"
+        )
+        attrs = {"error": str(message)[:2000], "traceback": result.get("traceback")}
+        return TrialOutcome(values=None, attrs=attrs, carried={})
+    # The trial's latency is its measurement when the evaluator measures, else the
+    # prediction it was given.
+    latency = float(result.get("latency_ms", predicted_latency_ms))
+    extra = {
+        key: int(result[key]) if result.get(key) is not None else None
+        for key in ("flops", "eval_samples")
+    }
+    attrs = {**extra, "eval_seconds": result.get("eval_seconds")}
+    return TrialOutcome(values=[float(accuracy), latency], attrs=attrs, carried=extra)
 
 
 def _unit_hash(*parts: str) -> float:

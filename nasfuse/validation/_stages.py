@@ -75,7 +75,7 @@ def load_run(run_dir: str | Path, cfg: ValidationConfig, out_dir: str | Path | N
     The Ray address is probed here, before minutes of scoring, not after them.
     """
     from nasfuse.files import load_checkpoint
-    from nasfuse.search._engine import probe_ray_address
+    from nasfuse.search._ray import probe_ray_address
     from nasfuse.training import load_supernet
 
     if cfg.archs < 0:
