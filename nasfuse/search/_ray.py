@@ -59,7 +59,7 @@ def _loopback_only() -> Iterator[None]:
     node is 127.0.0.1 and every server binds there. The environment variable reaches Ray's
     processes; this process read it when it imported Ray, so its copy is switched too.
 
-    That copy is the one private part of Ray nasfuse still touches (issue 17): Ray 2.60 has
+    That copy is the one private part of Ray nasfuse touches: Ray 2.60 has
     no public way to give a local node a loopback address, and the variable alone comes too
     late for this process. A Ray without that copy gets the variable only, and a note.
     """

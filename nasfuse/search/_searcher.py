@@ -4,7 +4,7 @@
 a persistent storage, and drives it through Optuna's public ask-and-tell interface
 (``Study.ask``, ``Study.tell``, ``Study.enqueue_trial``, ``Study.get_trials``): the Optuna
 sampler runs inside Ray Tune's driver, one Optuna trial per suggested architecture. It
-relies on no private attribute of Ray or Optuna (issue 17), so a new release of either
+relies on no private attribute of Ray or Optuna, so a new release of either
 cannot change it underneath. ``suggest`` and ``on_trial_complete`` follow these rules, for
 one driver or several on one study (what the drivers share, the searcher reads through
 :class:`~nasfuse.search._shared_study.SharedStudy`):

@@ -15,8 +15,9 @@ Under ``<run>/tensorboard``:
 - ``verdict`` (written by the export): is fusion worth it here? (see
   :mod:`nasfuse.search._verdict`).
 
-Ray Tune's own TensorBoard logger is switched off (:func:`nasfuse.search._engine
-.search_architectures`), so ``tensorboard --logdir runs/`` shows these alone.
+Ray Tune's own TensorBoard logger is switched off while the search runs
+(:func:`nasfuse.search._ray.without_ray_tensorboard`), so ``tensorboard --logdir runs/``
+shows these alone.
 """
 
 from __future__ import annotations
