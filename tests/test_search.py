@@ -103,6 +103,22 @@ def test_picks() -> None:
         pick_index(points, "max-latency=0.5")
 
 
+def test_the_within_noise_pick_is_the_fastest_point_the_validation_cannot_tell_from_the_best():
+    from nasfuse.search._pareto import accuracy_noise
+
+    points = [(0.80, 1.0), (0.83, 2.0), (0.845, 5.0), (0.85, 9.0)]
+    # Two binomial standard errors of 0.85 - 0.83 on 1,000 images: 2 * sqrt((.1275 + .1411) / 1000).
+    assert accuracy_noise(0.85, 0.83, 1000) == pytest.approx(0.03278, abs=1e-5)
+    assert accuracy_noise(1.0, 1.0, 200) == pytest.approx(1 / 200)  # never below one image
+    assert pick_index(points, "within-noise", samples=1000) == 1  # 0.80 is 0.05 below: beyond
+    assert pick_index(points, "within-noise", samples=100) == 0  # on 100 images 0.05 is noise
+    assert pick_index(points, "within-noise", samples=100_000) == 3  # only the best itself
+    assert pick_index([(0.9, 3.0), (0.9, 3.0), (0.91, 3.0)], "within-noise", samples=100) == 2
+    with pytest.raises(ValueError, match="number of validation images"):
+        pick_index(points, "within-noise")
+    assert parse_pick("within-noise") == ("within-noise", None)
+
+
 @pytest.mark.parametrize("bad", ["", "best", "max-latency", "max-latency=-1", "max-latency=x"])
 def test_parse_pick_refuses_bad_rules(bad: str) -> None:
     with pytest.raises(ValueError, match="pick rule"):

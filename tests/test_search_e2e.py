@@ -243,6 +243,10 @@ def test_export_picks_again(finished_run: dict[str, Any], tmp_path: Path) -> Non
     fastest = min(float(r["latency_ms"]) for r in _csv_rows(run_dir))
     with pytest.raises(ValueError, match="no architecture is within"):
         export_run(run_dir, f"max-latency={fastest / 2}", out=tmp_path / "none.yaml")
+    # The synthetic evaluation reports no validation size, so there is no noise to pick by.
+    with pytest.raises(ValueError, match="number of validation images"):
+        export_run(run_dir, "within-noise", out=tmp_path / "noise.yaml")
+    assert not (tmp_path / "noise.yaml").exists()
 
 
 def test_constraints_prune_without_evaluation(ray_session: Any, tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
         "instead of building one; checked against the search's settings, copied into the run",
     )
     search.add_argument(
-        "--pick", default=None, help="best.yaml rule: knee, max-acc, max-latency=MS"
+        "--pick", default=None, help="best.yaml rule: knee, max-acc, max-latency=MS, within-noise"
     )
     search.add_argument("--seed", type=int, default=None, help="seed (0)")
     search.add_argument(
@@ -217,7 +217,9 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         help="write pareto.csv, arch YAMLs, best.yaml and report.md from a search run",
     )
     export.add_argument("--run", type=Path, required=True, help="the search run directory")
-    export.add_argument("--pick", default="knee", help="knee (default), max-acc, max-latency=MS")
+    export.add_argument(
+        "--pick", default="knee", help="knee (default), max-acc, max-latency=MS, within-noise"
+    )
     export.add_argument(
         "--out", type=Path, default=None, help="where to write the pick (RUN/best.yaml)"
     )

@@ -54,6 +54,12 @@ def describe_pick(pick: str) -> str:
         )
     if rule == "max-acc":
         return "highest accuracy on the front (ties: lower latency)"
+    if rule == "within-noise":
+        return (
+            "the fastest front point whose accuracy is within the noise of the highest "
+            "(two binomial standard errors of the difference on the validation images, at "
+            "least one image; ties: higher accuracy)"
+        )
     return f"highest accuracy with latency <= {bound:g} ms (ties: lower latency)"
 
 
@@ -219,7 +225,8 @@ def _write_best(run: _ExportedRun, pick: str, out: str | Path | None) -> tuple[T
     from nasfuse.arch import save_arch
 
     points = [(r.accuracy, r.latency_ms) for r in run.front]
-    best = run.front[pick_index(points, pick)]  # type: ignore[arg-type]
+    samples = max((r.eval_samples or 0 for r in run.front), default=0) or None
+    best = run.front[pick_index(points, pick, samples)]  # type: ignore[arg-type]
     best_path = Path(out) if out is not None else run.run_dir / BEST_FILE
     best_metrics = {**_metrics(best, run.device, run.latency_source), "pick": pick}
     save_arch(best.arch, best_path, run.space, best_metrics, **run.data)
@@ -310,7 +317,8 @@ def export_search(
     Args:
         run_dir: a search run directory (with ``study.db``, or a ``search_config.yaml``
             naming the storage).
-        pick: ``knee``, ``max-acc`` or ``max-latency=MS`` (see :func:`describe_pick`).
+        pick: ``knee``, ``max-acc``, ``max-latency=MS`` or ``within-noise`` (see
+            :func:`describe_pick`).
         out: where to write the picked architecture; default ``<run_dir>/best.yaml``.
         tensorboard: also write the verdict and the scatter with the pick to the run's
             TensorBoard.

@@ -24,13 +24,27 @@ __all__ = [
     "knee_index",
     "pick_index",
     "parse_pick",
+    "accuracy_noise",
     "PICK_RULES",
 ]
 
 Point = tuple[float, float]
 """``(accuracy, latency_ms)``."""
 
-PICK_RULES = ("knee", "max-acc", "max-latency=MS")
+PICK_RULES = ("knee", "max-acc", "max-latency=MS", "within-noise")
+
+
+def accuracy_noise(accuracy_a: float, accuracy_b: float, samples: int | None) -> float | None:
+    """Two standard errors of ``accuracy_a - accuracy_b`` on ``samples`` images (None: unknown).
+
+    Both accuracies are fractions of the same ``samples`` images; taking each as binomial,
+    two standard errors of the difference are ``2 * sqrt(a(1-a)/n + b(1-b)/n)``, and never
+    less than one image (``1/n``).
+    """
+    if not samples:
+        return None
+    variance = sum(p * (1.0 - p) for p in (accuracy_a, accuracy_b)) / samples
+    return max(2.0 * math.sqrt(variance), 1.0 / samples)
 
 
 def dominates(a: Point, b: Point) -> bool:
@@ -120,7 +134,7 @@ def knee_index(points: Sequence[Point]) -> int:
 def parse_pick(pick: str) -> tuple[str, float | None]:
     """``"knee"`` -> ("knee", None), ``"max-acc"``, ``"max-latency=4.5"`` -> ("max-latency", 4.5)."""
     text = pick.strip()
-    if text in ("knee", "max-acc"):
+    if text in ("knee", "max-acc", "within-noise"):
         return text, None
     name, sep, value = text.partition("=")
     if name == "max-latency" and sep:
@@ -132,11 +146,11 @@ def parse_pick(pick: str) -> tuple[str, float | None]:
             return name, bound
     raise ValueError(
         f"unknown pick rule {pick!r}; expected one of knee, max-acc, max-latency=MS "
-        "(MS a positive number of milliseconds)"
+        "(MS a positive number of milliseconds), within-noise"
     )
 
 
-def pick_index(points: Sequence[Point], pick: str) -> int:
+def pick_index(points: Sequence[Point], pick: str, samples: int | None = None) -> int:
     """Index of the point chosen by a rule.
 
     Rules:
@@ -144,6 +158,11 @@ def pick_index(points: Sequence[Point], pick: str) -> int:
         ``max-acc``: highest accuracy; ties go to the lower latency.
         ``max-latency=MS``: highest accuracy among points with latency <= MS; ties go to
         the lower latency. ValueError if no point is that fast.
+        ``within-noise``: the fastest point whose accuracy is within the noise
+        (:func:`accuracy_noise` on ``samples`` images) of the highest accuracy; ties go
+        to the higher accuracy. The one-standard-error rule of model selection, with two:
+        a slower network is taken only for a gain the evaluation can tell from chance.
+        ValueError without ``samples``.
     """
     if not points:
         raise ValueError("no points to pick from")
@@ -151,6 +170,8 @@ def pick_index(points: Sequence[Point], pick: str) -> int:
     rule, bound = parse_pick(pick)
     if rule == "knee":
         return knee_index(points)
+    if rule == "within-noise":
+        return _within_noise_index(points, samples)
     candidates = list(range(len(points)))
     if rule == "max-latency":
         assert bound is not None
@@ -162,3 +183,18 @@ def pick_index(points: Sequence[Point], pick: str) -> int:
                 f"{fastest:.3f} ms"
             )
     return max(candidates, key=lambda i: (points[i][0], -points[i][1], -i))
+
+
+def _within_noise_index(points: Sequence[Point], samples: int | None) -> int:
+    if not samples:
+        raise ValueError(
+            "the within-noise pick needs the number of validation images the accuracies "
+            "were measured on, and this study does not record it"
+        )
+    top = max(accuracy for accuracy, _ in points)
+    close = [
+        i
+        for i, (accuracy, _) in enumerate(points)
+        if top - accuracy <= accuracy_noise(top, accuracy, samples)  # type: ignore[operator]
+    ]
+    return min(close, key=lambda i: (points[i][1], -points[i][0], i))

@@ -8,31 +8,24 @@ terminal) say it from the same sentences.
 
 The noise of an accuracy difference: both accuracies are fractions of the same ``n``
 validation images; taking each as binomial, two standard errors of the difference are
-``2 * sqrt(a(1-a)/n + b(1-b)/n)``, and never less than one image (``1/n``). That leaves out
-the spread BN recalibration adds, so it is a lower bound on the real noise.
+``2 * sqrt(a(1-a)/n + b(1-b)/n)``, and never less than one image (``1/n``)
+(:func:`~nasfuse.search._pareto.accuracy_noise`). That leaves out the spread BN
+recalibration adds, so it is a lower bound on the real noise.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nasfuse.search._baselines import FALLBACK_OP
+from nasfuse.search._pareto import accuracy_noise
 from nasfuse.search._study import TrialRecord
 
 __all__ = ["Verdict", "accuracy_noise", "build_verdict", "verdict_lines", "verdict_markdown"]
 
 REFERENCE = f"all-{FALLBACK_OP}"
-
-
-def accuracy_noise(accuracy_a: float, accuracy_b: float, samples: int | None) -> float | None:
-    """Two standard errors of ``accuracy_a - accuracy_b`` on ``samples`` images (None: unknown)."""
-    if not samples:
-        return None
-    variance = sum(p * (1.0 - p) for p in (accuracy_a, accuracy_b)) / samples
-    return max(2.0 * math.sqrt(variance), 1.0 / samples)
 
 
 @dataclass
