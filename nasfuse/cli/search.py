@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nasfuse.cli._data_args import add_data_arguments
+from nasfuse.cli._overrides_args import add_overrides_argument
 from nasfuse.cli._space_args import add_space_arguments, space_options
 
 __all__ = ["register"]
@@ -166,12 +167,7 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
     )
     search.add_argument("--config", type=Path, default=None, help="YAML SearchConfig")
     search.add_argument("--resume", action="store_true", help="continue the search in --out")
-    search.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="SearchConfig overrides, e.g. calib_batches=8",
-    )
+    add_overrides_argument(search, "SearchConfig overrides, e.g. calib_batches=8")
     search.set_defaults(func=_run_search)
 
 

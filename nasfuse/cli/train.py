@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nasfuse.cli._data_args import add_data_arguments
+from nasfuse.cli._overrides_args import add_overrides_argument
 from nasfuse.cli._space_args import add_space_arguments, space_options
 
 __all__ = ["register"]
@@ -38,12 +39,7 @@ def _add_training_options(parser: argparse.ArgumentParser, overrides_help: str) 
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help=overrides_help,
-    )
+    add_overrides_argument(parser, overrides_help)
 
 
 def _flag_values(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nasfuse.cli._overrides_args import add_overrides_argument
+
 __all__ = ["register"]
 
 
@@ -78,11 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_scoring_arguments(parser)
     _add_output_arguments(parser)
     _add_ray_arguments(parser)
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="other stand-alone training settings (RetrainConfig keys), e.g. lr=0.1",
+    add_overrides_argument(
+        parser, "other stand-alone training settings (RetrainConfig keys), e.g. lr=0.1"
     )
     parser.set_defaults(func=_validate_supernet)
 
