@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixture_paths import TINY_HRNET, TINY_RESNET
 
 from nasfuse.config import load_config
 from nasfuse.files import CheckpointError, load_checkpoint
@@ -18,10 +19,6 @@ from nasfuse.training import (
     train_few_shot,
     train_supernet,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY_HRNET = str(FIXTURES / "tiny_hrnet.yaml")
-TINY_RESNET = str(FIXTURES / "tiny_resnet.yaml")
 
 
 def _config(space: str = TINY_HRNET, **overrides: object) -> SupernetTrainConfig:

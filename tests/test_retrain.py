@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixture_paths import TINY_HRNET, TINY_RESNET
 
 from nasfuse.arch import save_arch
 from nasfuse.cli import main
@@ -24,10 +25,6 @@ from nasfuse.training import (
     retrain,
     train_supernet,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY_RESNET = str(FIXTURES / "tiny_resnet.yaml")
-TINY_HRNET = str(FIXTURES / "tiny_hrnet.yaml")
 
 
 def tiny_retrain_config(**overrides: object) -> RetrainConfig:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixture_paths import TINY_HRNET
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -37,8 +38,6 @@ from nasfuse.training import (
     train_supernet,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY_HRNET = str(FIXTURES / "tiny_hrnet.yaml")
 STEPS_PER_EPOCH = 4  # train_subset 128 / batch 32
 
 
