@@ -1,4 +1,4 @@
-"""Where code runs: seeding, the default device, and a readable name for it."""
+"""Where code runs: seeding, the default device, a readable name for it, a model's device."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "default_device", "device_name"]
+__all__ = ["seed_everything", "default_device", "device_name", "model_device"]
 
 
 def seed_everything(seed: int) -> None:
@@ -44,3 +44,12 @@ def device_name(device: str | torch.device | None = None) -> str:
         return f"cuda:{torch.cuda.get_device_name(device)}"
     threads = torch.get_num_threads()
     return f"cpu:{_cpu_model()} ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer; the CPU for a model with none."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasfuse.runtime import default_device, device_name
+from nasfuse.runtime import default_device, device_name, model_device
 
 __all__ = [
     "CLOCKS",
@@ -27,7 +27,6 @@ __all__ = [
     "example_inputs",
     "first_shape",
     "measuring",
-    "model_device",
     "thread_count",
     "time_runs",
 ]
@@ -81,15 +80,6 @@ def _to_device(
     if isinstance(value, torch.Tensor):
         return move(value)
     return [move(tensor) for tensor in value]
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of ``model``'s first parameter or buffer; the CPU for a model with none."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _time_runs_cpu(forward: Callable[[], Any], runs: int, clock: str) -> list[float]:

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from nasfuse.runtime import model_device
+
 if TYPE_CHECKING:
     from nasfuse.data import DataBundle
     from nasfuse.supernet import Supernet
@@ -50,14 +52,6 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     ]
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, loader: DataLoader, batches: int = 20) -> None:
     """Re-estimate every BatchNorm's running mean and variance for the model as it is now.
@@ -79,7 +73,7 @@ def recalibrate_bn(model: nn.Module, loader: DataLoader, batches: int = 20) -> N
         return
     momenta = [layer.momentum for layer in layers]
     was_training = model.training
-    device = _device_of(model)
+    device = model_device(model)
     try:
         for layer in layers:
             layer.reset_running_stats()
@@ -105,7 +99,7 @@ def evaluate(model: nn.Module, loader: DataLoader) -> float:
         ValueError: the loader is empty, or the model's logits are not finite.
     """
     was_training = model.training
-    device = _device_of(model)
+    device = model_device(model)
     model.eval()
     correct = total = 0
     try:
@@ -163,7 +157,7 @@ def finetune(
     if steps <= 0:
         return
     was_training = model.training
-    device = _device_of(model)
+    device = model_device(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     done = 0
