@@ -93,42 +93,39 @@ def _search_argv(out: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _refused_search_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    """What ``nasfuse search ... EXTRA`` prints when it fails (exit code 2) before training."""
+    from nasfuse.cli import main
+
+    assert main(_search_argv(tmp_path / "run", *extra)) == 2
+    assert not (tmp_path / "run" / "supernet").exists()  # nothing was trained
+    return capsys.readouterr().err.strip()
+
+
 def test_a_storage_that_cannot_be_opened_is_refused_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nasfuse.cli import main
-
     url = f"postgresql://alice:s3cret@127.0.0.1:{_free_port()}/nas"
-    assert main(_search_argv(tmp_path / "run", "--storage", url)) == 2
-    err = capsys.readouterr().err.strip()
+    err = _refused_search_error(tmp_path, capsys, "--storage", url)
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "postgresql://alice:***@127.0.0.1" in err and "s3cret" not in err
     assert "check that the server runs" in err
-    assert not (tmp_path / "run" / "supernet").exists()  # nothing was trained
 
 
 def test_a_journal_file_in_a_missing_folder_is_refused_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nasfuse.cli import main
-
     journal = tmp_path / "no" / "such" / "study.log"
-    assert main(_search_argv(tmp_path / "run", "--storage", str(journal))) == 2
-    err = capsys.readouterr().err.strip()
+    err = _refused_search_error(tmp_path, capsys, "--storage", str(journal))
     assert str(journal) in err and "folder exists" in err
-    assert not (tmp_path / "run" / "supernet").exists()
 
 
 def test_a_ray_address_nothing_listens_on_is_refused_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nasfuse.cli import main
-
     address = f"127.0.0.1:{_free_port()}"
-    assert main(_search_argv(tmp_path / "run", "--ray-address", address)) == 2
-    err = capsys.readouterr().err.strip()
+    err = _refused_search_error(tmp_path, capsys, "--ray-address", address)
     assert f"cannot join the Ray cluster at {address}" in err and "Traceback" not in err
-    assert not (tmp_path / "run" / "supernet").exists()
 
 
 def test_validate_supernet_refuses_a_dead_ray_address_before_scoring(
