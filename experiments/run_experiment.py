@@ -274,6 +274,13 @@ def header(recipe: Mapping[str, Any], command: str, wall: float) -> list[str]:
     ]
 
 
+def results_data(
+    recipe: Mapping[str, Any], command: str, wall: float, **data: Any
+) -> dict[str, Any]:
+    """What a result's JSON holds: the recipe, the command and its wall time, then ``data``."""
+    return {"recipe": recipe, "command": command, "wall_time_s": wall, **data}
+
+
 def write_results(
     name: str, results_dir: Path, markdown: str, data: Mapping[str, Any], image: Any = None
 ) -> None:
@@ -304,8 +311,7 @@ def run_ranking(recipe: dict[str, Any], args: argparse.Namespace, command: str) 
     started = time.perf_counter()
     root = args.work_dir
     resources = recipe["resources"]
-    space = load_space_of(recipe)
-    table = ensure_latency_table(recipe, space, root)
+    table = ensure_latency_table(recipe, load_space_of(recipe), root)
     configs = [supernet_config(recipe, sampler) for sampler in recipe["samplers"]]
     dirs = ensure_supernets(configs, root, resources)
     val = dict(recipe["validation"])
@@ -412,7 +418,7 @@ def write_ranking(
         x_label="supernet accuracy (val, inherited weights, BN recalibrated)",
         y_label="stand-alone test accuracy",
     )
-    data = {"recipe": recipe, "command": command, "wall_time_s": wall, "reports": reports}
+    data = results_data(recipe, command, wall, reports=reports)
     write_results(recipe["name"], results_dir, "\n".join(lines), data, image)
 
 
@@ -527,17 +533,15 @@ def run_baselines(recipe: dict[str, Any], args: argparse.Namespace, command: str
         x_label="measured latency (ms)",
         y_label="test accuracy",
     )
-    data = {
-        "recipe": recipe,
-        "command": command,
-        "wall_time_s": wall,
-        "search_dir": str(search_dir) if search_dir else None,
-        "latency_device": device,
-        "rows": rows,
-        "searched_archs": {
-            name: arch for name, arch in archs.items() if name.startswith("searched")
-        },
-    }
+    data = results_data(
+        recipe,
+        command,
+        wall,
+        search_dir=str(search_dir) if search_dir else None,
+        latency_device=device,
+        rows=rows,
+        searched_archs={name: arch for name, arch in archs.items() if name.startswith("searched")},
+    )
     write_results(recipe["name"], args.results_dir, "\n".join(lines), data, image)
 
 
@@ -618,8 +622,7 @@ def hypervolume_curve(run_dir: Path) -> tuple[list[float], float]:
 def run_search_efficiency(recipe: dict[str, Any], args: argparse.Namespace, command: str) -> None:
     started = time.perf_counter()
     root = args.work_dir
-    space = load_space_of(recipe)
-    table_path = ensure_latency_table(recipe, space, root)
+    table_path = ensure_latency_table(recipe, load_space_of(recipe), root)
     (supernet_run,) = ensure_supernets(
         [supernet_config(recipe, recipe["supernet"].get("sampler", "uniform"))],
         root,
@@ -699,13 +702,13 @@ def write_search_efficiency(
         x_label="trials",
         y_label="hypervolume (normalised)",
     )
-    data = {
-        "recipe": recipe,
-        "command": command,
-        "wall_time_s": wall,
-        "curves": {s: {str(k): v for k, v in c.items()} for s, c in curves.items()},
-        "search_wall_time_s": {s: {str(k): v for k, v in w.items()} for s, w in walls.items()},
-    }
+    data = results_data(
+        recipe,
+        command,
+        wall,
+        curves={s: {str(k): v for k, v in c.items()} for s, c in curves.items()},
+        search_wall_time_s={s: {str(k): v for k, v in w.items()} for s, w in walls.items()},
+    )
     write_results(recipe["name"], results_dir, "\n".join(lines), data, image)
 
 
