@@ -91,9 +91,10 @@ def _resolved(cfg: SearchConfig, plan: SearchPlan) -> SearchConfig:
 def _adopt_supernet(cfg: SearchConfig) -> SearchConfig:
     """With ``supernet``, the checkpoint's space (and size) is what is searched.
 
-    The space, its options (depth included), width, input size and supernet epochs are taken from the
-    checkpoint, so ``search_config.yaml`` records what actually ran; one line says so when
-    they differ from what the config asked for (a budget's width, another ``--space``).
+    The space, its options (depth included), width, input size and supernet epochs are
+    taken from the checkpoint, so ``search_config.yaml`` records what actually ran; one line
+    says so when they differ from what the config asked for (a budget's width, another
+    ``--space``).
     """
     if not cfg.supernet:
         return cfg
