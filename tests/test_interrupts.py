@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 import pytest
 import torch
+from live_study import trials_in_state
 
 from nasfuse.files import load_checkpoint
 from nasfuse.run_lock import LOCK_FILE
@@ -190,20 +190,6 @@ def test_train_supernet_interrupted_mid_epoch_then_resumed(tmp_path, run_tag, ho
     _no_torn_files(out)
 
 
-def _trials(run_dir: Path, state: str) -> int:
-    """Trials in ``state`` in the run's study, read with sqlite3 while the search writes it."""
-    database = run_dir / "study.db"
-    if not database.is_file():
-        return 0
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-            query = "SELECT count(*) FROM trials WHERE state = ?"
-            (count,) = db.execute(query, (state,)).fetchone()
-    except sqlite3.Error:  # the study is being created
-        return 0
-    return int(count)
-
-
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
 def test_search_interrupted_mid_search_then_resumed(tmp_path, run_tag, how) -> None:
     import optuna
@@ -215,7 +201,7 @@ def test_search_interrupted_mid_search_then_resumed(tmp_path, run_tag, how) -> N
     ]  # fmt: skip
     process = _start([*argv, "--trials", "40"], run_tag)
     # Mid-search: the first trials are being evaluated.
-    _wait_until(lambda: _trials(out, "RUNNING") >= 1, process, timeout=240)
+    _wait_until(lambda: trials_in_state(out, "RUNNING") >= 1, process, timeout=240)
     time.sleep(1.0)
     kept = ("supernet/supernet.pt", "latency_table.json", "search_config.yaml")
     before = {name: (out / name).read_bytes() for name in kept}

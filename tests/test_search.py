@@ -233,6 +233,47 @@ def test_storage_urls_and_journal_files(tmp_path: Path) -> None:
     assert reopened.best_trials[0].values == [0.5, 1.0]
 
 
+def test_a_sqlite_study_created_by_another_process_meanwhile_is_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI: a process reading a starting run created a table between the driver's check for
+    it and its CREATE; the driver failed with "table ... already exists" instead of opening
+    the schema the other process had made. Any other database error is the user's."""
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from nasfuse.search import _study
+
+    real = optuna.storages.RDBStorage
+    calls: list[str] = []
+
+    def racing(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
+        calls.append(url)
+        if len(calls) == 1:
+            real(url, **kwargs)  # the other process creates the schema meanwhile
+            raise OperationalError(
+                "CREATE TABLE studies", {}, Exception("table studies already exists")
+            )
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr("time.sleep", lambda _seconds: None)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = _study.open_storage(url)
+    assert len(calls) == 2 and isinstance(storage, real)
+    assert storage.get_all_studies() == []
+
+    def locked(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
+        calls.append(url)
+        raise OperationalError("SELECT", {}, Exception("unable to open database file"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", locked)
+    calls.clear()
+    with pytest.raises(OperationalError, match="unable to open"):
+        _study.open_storage(url)
+    assert len(calls) == 1
+
+
 def test_export_refuses_a_directory_without_a_study(tmp_path: Path) -> None:
     from nasfuse.search import export_run
 

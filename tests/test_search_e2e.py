@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 import pytest
+from live_study import trials_in_state
 
 from nasfuse.search import (
     Constraints,
@@ -339,13 +340,7 @@ def test_resume_after_kill_ends_with_exactly_the_requested_trials(
     try:
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.5)
-            if (tmp_path / "study.db").is_file():
-                try:
-                    done = len(
-                        _study(tmp_path).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-                    )
-                except Exception:  # the study is being created
-                    done = 0
+            done = trials_in_state(tmp_path, "COMPLETE")
             if done >= 7:  # as in the issue: replays of sampled trials would be cached
                 break
     finally:
@@ -666,8 +661,7 @@ def test_ctrl_c_exports_nothing_exits_130_and_resume_finishes(tmp_path: Path) ->
     try:
         while time.monotonic() < deadline and process.poll() is None and done < 2:
             time.sleep(0.5)
-            with contextlib.suppress(Exception):  # the study may not exist yet
-                done = len(_study(out).get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+            done = trials_in_state(out, "COMPLETE")
         assert process.poll() is None and done >= 2, "the search was not caught mid-way"
         process.send_signal(signal.SIGINT)
         process.wait(timeout=120)

@@ -102,27 +102,33 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(url))
     if url.startswith("sqlite"):
-        return _fast_sqlite(optuna.storages.RDBStorage(url))
+        return _fast_sqlite(_rdb_storage(url))
     # A server may drop idle connections during a long trial: test each before use.
-    return _server_rdb(url, engine_kwargs={"pool_pre_ping": True})
+    return _rdb_storage(url, engine_kwargs={"pool_pre_ping": True})
 
 
-def _server_rdb(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
-    """An RDB storage on a database server several drivers may open at the same moment.
+def _rdb_storage(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
+    """An RDB storage that several processes may open at the same moment.
 
-    Optuna creates its tables on first use; two drivers started together on an empty
-    database both try, and the later one fails with a unique violation or a duplicate
-    table (seen on PostgreSQL: the ``studydirection`` enum, ``alembic_version``). The other
-    driver is creating the schema: wait a moment and open it again.
+    Optuna creates its tables on first use, one by one; two processes opening an empty
+    database together both try, and the later one fails: on PostgreSQL with a unique
+    violation or a duplicate table (the ``studydirection`` enum, ``alembic_version``), on
+    SQLite with "table ... already exists" (two drivers started together, or a monitor
+    reading a run that is starting). The other process is creating the schema: wait a
+    moment and open it again.
     """
     import time
 
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for pause in (0.5, 1.0, 1.5):
         try:
             return optuna.storages.RDBStorage(url, **kwargs)
         except (IntegrityError, ProgrammingError):
+            time.sleep(pause)
+        except OperationalError as exc:
+            if "already exists" not in str(exc):
+                raise
             time.sleep(pause)
     return optuna.storages.RDBStorage(url, **kwargs)
 
