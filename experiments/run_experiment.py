@@ -352,6 +352,17 @@ def run_ranking(recipe: dict[str, Any], args: argparse.Namespace, command: str) 
         write_ranking(recipe, reports, command, time.perf_counter() - started, args.results_dir)
 
 
+def scoring_cost(scoring: Mapping[str, Any]) -> float | None:
+    """What scoring the architectures cost, as a ratio to the supernet's own training:
+    the scoring itself (BN recalibration, fine-tuning, evaluation) plus, for few-shot, the
+    sub-supernets' training. None for reports written before the ratio was recorded."""
+    ratio = scoring.get("ratio_to_supernet_training")
+    if ratio is None:
+        return None
+    few_shot = scoring.get("few_shot") or {}
+    return ratio + (few_shot.get("cost_ratio") or 0.0)
+
+
 def write_ranking(
     recipe: Mapping[str, Any],
     reports: Mapping[str, Mapping[str, Any]],
@@ -374,8 +385,9 @@ def write_ranking(
         "",
         "| sampler | archs | Kendall τ | p | Spearman ρ | top-k precision | τ without BN recal. "
         "| τ vs stand-alone val | τ noise ceiling | τ latency predictor | τ params predictor "
-        "| stand-alone test acc (min–max) | supernet acc (min–max) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| stand-alone test acc (min–max) | supernet acc (min–max) "
+        "| scoring cost (× supernet training) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     series = []
     for sampler, report in reports.items():
@@ -393,7 +405,8 @@ def write_ranking(
             f"{fmt(ceiling.get('kendall_tau'))} | "
             f"{fmt((predictors.get('latency') or {}).get('kendall_tau'))} | "
             f"{fmt((predictors.get('params') or {}).get('kendall_tau'))} | "
-            f"{min(test):.3f}–{max(test):.3f} | {min(sup):.3f}–{max(sup):.3f} |"
+            f"{min(test):.3f}–{max(test):.3f} | {min(sup):.3f}–{max(sup):.3f} | "
+            f"{fmt(scoring_cost(report['scoring']), 2)} |"
         )
         series.append(
             ChartSeries(
