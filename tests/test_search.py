@@ -155,6 +155,25 @@ def test_budgets_resolve_with_explicit_values_winning() -> None:
         resolve_plan(SearchConfig(budget="huge"))  # type: ignore[arg-type]
 
 
+def test_the_quick_budget_trains_its_supernet_at_batch_128_under_the_users_options() -> None:
+    from nasfuse.search._artifacts import supernet_train_config
+
+    def trained_with(cfg: SearchConfig) -> tuple[int, float]:
+        train_cfg = supernet_train_config(cfg, resolve_plan(cfg), {})
+        return train_cfg.batch_size, train_cfg.lr
+
+    assert trained_with(SearchConfig(budget="quick")) == (128, 0.1)
+    assert "batch_size 128, lr 0.1" in resolve_plan(SearchConfig(budget="quick")).describe()
+    # A key the user's supernet_options set is theirs, and the plan no longer claims it.
+    mine = SearchConfig(budget="quick", supernet_options={"lr": 0.02})
+    assert trained_with(mine) == (128, 0.02)
+    assert "lr 0.1" not in resolve_plan(mine).describe()
+    # The other budgets train at the config's batch size and the training default's rate.
+    default = SearchConfig(budget="default", batch_size=48)
+    assert trained_with(default)[0] == 48
+    assert resolve_plan(default).supernet_options == {}
+
+
 def test_budgets_grow_from_quick_to_full() -> None:
     for key in ("supernet_epochs", "trials", "width_mult"):
         assert BUDGETS["quick"][key] <= BUDGETS["default"][key] <= BUDGETS["full"][key]

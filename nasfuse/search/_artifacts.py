@@ -61,7 +61,7 @@ def supernet_train_config(
     )
     return config_from_dict(
         SupernetTrainConfig,
-        {**dataclasses.asdict(train_cfg), **cfg.supernet_options},
+        {**dataclasses.asdict(train_cfg), **plan.supernet_options, **cfg.supernet_options},
         "search config: supernet_options",
     )
 
