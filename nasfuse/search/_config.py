@@ -190,7 +190,7 @@ class SearchPlan:
     def _supernet_text(self) -> str:
         if not self.supernet_options:
             return ""
-        keys = ", ".join(f"{key} {value:g}" for key, value in self.supernet_options.items())
+        keys = ", ".join(f"{key} {value}" for key, value in self.supernet_options.items())
         return f" ({keys})"
 
 
@@ -199,9 +199,9 @@ class SearchPlan:
 # (digits are 8x8 images), about 4x cheaper per step than 32x32, and trains its supernet in
 # 8 steps of batch 128 with the learning rate doubled: 0.82x and 0.86x the wall clock of
 # batch 64 on seeds 0 and 1, with a front no worse (experiments/README.md, issue 16).
-# full is the whole space, for
-# GPUs. What a budget means for one family's own keys (HRNet's depth: one module per stage
-# on the CPU budgets) is the family's budget_options (nasfuse/spaces/hrnet.py).
+# full is the whole space, for GPUs. What a budget means for one family's own keys (HRNet's
+# depth: one module per stage on the CPU budgets) is the family's budget_options
+# (nasfuse/spaces/hrnet.py).
 BUDGETS: dict[str, dict[str, Any]] = {
     "quick": {
         "supernet_epochs": 20,
