@@ -69,6 +69,26 @@ def test_training_batches_depend_on_seed_and_epoch_only(digits16: DataBundle) ->
     digits16.set_epoch(0)
 
 
+def test_an_images_augmentation_is_its_seeds_stream_and_leaves_the_callers_alone(
+    digits16: DataBundle,
+) -> None:
+    train_set = digits16.train.dataset
+    train_set.set_epoch(3)
+    try:
+        torch.manual_seed(99)
+        expected_next = torch.rand(4)
+        torch.manual_seed(99)
+        image, _ = train_set[5]
+        assert torch.equal(torch.rand(4), expected_next)  # the caller's stream went on as if
+        # The draw is torch.manual_seed's stream for the image's seed, as in earlier runs.
+        seed = ((0 * 1_000_003 + 3) * 2_147_483_647 + 5) % 2**63
+        plain, _ = train_set.base[train_set.indices[5]]
+        torch.manual_seed(seed)
+        assert torch.equal(image, train_set.finish(train_set.augment(plain)))
+    finally:
+        train_set.set_epoch(0)
+
+
 def test_augmentation_is_the_same_with_workers() -> None:
     in_process = build_loaders("digits", input_size=16, batch_size=32, seed=3)
     workers = build_loaders("digits", input_size=16, batch_size=32, seed=3, num_workers=2)

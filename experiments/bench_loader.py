@@ -1,0 +1,76 @@
+"""One epoch of the quick search's training loader, with each image's augmentation seeded
+the old way (``fork_rng`` + ``torch.manual_seed``) and the current way (the CPU generator
+alone, saved and restored), in alternating rounds of the same run; checks that both yield
+the same batches.
+
+Run (a few seconds):
+
+    python experiments/bench_loader.py
+    python experiments/bench_loader.py --batch-size 64 --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from unittest import mock
+
+import torch
+
+from nasfuse.data import _loaders, build_loaders
+from nasfuse.runtime import device_name
+
+
+def seeded_with_fork_rng(
+    transform: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, seed: int
+) -> torch.Tensor:
+    """The code before: fork every device's RNG and seed them all."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(image)
+
+
+def epoch_batches(loader: torch.utils.data.DataLoader) -> tuple[float, list[torch.Tensor]]:
+    started = time.perf_counter()
+    batches = [images for images, _ in loader]
+    return time.perf_counter() - started, batches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=128, help="the quick budget's")
+    parser.add_argument("--input-size", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load = os.getloadavg()
+    bundle = build_loaders("digits", input_size=args.input_size, batch_size=args.batch_size, seed=1)
+    images = len(bundle.train) * args.batch_size
+    times: dict[str, list[float]] = {"fork_rng + torch.manual_seed": [], "current": []}
+    for _ in range(args.rounds):
+        with mock.patch.object(_loaders, "_seeded", seeded_with_fork_rng):
+            old_s, old = epoch_batches(bundle.train)
+        new_s, new = epoch_batches(bundle.train)
+        if not all(torch.equal(a, b) for a, b in zip(old, new, strict=True)):
+            raise SystemExit("the two ways of seeding gave different batches")
+        times["fork_rng + torch.manual_seed"].append(old_s)
+        times["current"].append(new_s)
+    print(f"machine: {device_name('cpu')}, {os.cpu_count()} cores, torch {torch.__version__}")
+    print(f"load average before (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in load)}")
+    print(
+        f"digits, {args.input_size}x{args.input_size}, batch {args.batch_size}: "
+        f"{len(bundle.train)} batches ({images} images) an epoch; median of {args.rounds} rounds"
+    )
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    for name, median in medians.items():
+        print(f"  {name:30s} {median:7.3f} s an epoch, {median / images * 1e3:.3f} ms an image")
+    ratio = medians["current"] / medians["fork_rng + torch.manual_seed"]
+    print(f"  current / old: {ratio:.2f}x (same batches: yes)")
+
+
+if __name__ == "__main__":
+    main()
