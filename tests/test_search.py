@@ -155,22 +155,26 @@ def test_budgets_resolve_with_explicit_values_winning() -> None:
         resolve_plan(SearchConfig(budget="huge"))  # type: ignore[arg-type]
 
 
-def test_the_quick_budget_trains_its_supernet_at_batch_128_under_the_users_options() -> None:
+def test_the_quick_budget_trains_its_supernet_at_batch_128_scoring_it_every_10_epochs() -> None:
     from nasfuse.search._artifacts import supernet_train_config
+    from nasfuse.training import SupernetTrainConfig
 
-    def trained_with(cfg: SearchConfig) -> tuple[int, float]:
+    def trained_with(cfg: SearchConfig) -> tuple[int, float, int]:
         train_cfg = supernet_train_config(cfg, resolve_plan(cfg), {})
-        return train_cfg.batch_size, train_cfg.lr
+        return train_cfg.batch_size, train_cfg.lr, train_cfg.eval_every
 
-    assert trained_with(SearchConfig(budget="quick")) == (128, 0.1)
-    assert "batch_size 128, lr 0.1" in resolve_plan(SearchConfig(budget="quick")).describe()
+    assert trained_with(SearchConfig(budget="quick")) == (128, 0.1, 10)
+    plan_line = resolve_plan(SearchConfig(budget="quick")).describe()
+    assert "batch_size 128, lr 0.1, eval_every 10" in plan_line
     # A key the user's supernet_options set is theirs, and the plan no longer claims it.
-    mine = SearchConfig(budget="quick", supernet_options={"lr": 0.02})
-    assert trained_with(mine) == (128, 0.02)
+    mine = SearchConfig(budget="quick", supernet_options={"lr": 0.02, "eval_every": 1})
+    assert trained_with(mine) == (128, 0.02, 1)
     assert "lr 0.1" not in resolve_plan(mine).describe()
-    # The other budgets train at the config's batch size and the training default's rate.
+    assert "eval_every" not in resolve_plan(mine).describe()
+    # The other budgets train at the config's batch size and the training defaults.
     default = SearchConfig(budget="default", batch_size=48)
     assert trained_with(default)[0] == 48
+    assert trained_with(default)[2] == SupernetTrainConfig().eval_every
     assert resolve_plan(default).supernet_options == {}
 
 

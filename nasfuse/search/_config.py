@@ -198,7 +198,9 @@ class SearchPlan:
 # 16 steps per epoch at batch 64). quick narrows the space (width 0.25) at 16x16 input
 # (digits are 8x8 images), about 4x cheaper per step than 32x32, and trains its supernet in
 # 8 steps of batch 128 with the learning rate doubled: 0.82x and 0.86x the wall clock of
-# batch 64 on seeds 0 and 1, with a front no worse (experiments/README.md, issue 16).
+# batch 64 on seeds 0 and 1, with a front no worse (experiments/README.md, issue 16). It
+# scores the supernet's fixed archs (the val/acc curves) after epochs 10 and 20 only: each
+# scoring costs about half an epoch and never changes the training.
 # full is the whole space, for GPUs. What a budget means for one family's own keys (HRNet's
 # depth: one module per stage on the CPU budgets) is the family's budget_options
 # (nasfuse/spaces/hrnet.py).
@@ -210,7 +212,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "input_size": 16,
         "population_size": 10,
         "calib_batches": 4,
-        "supernet_options": {"batch_size": 128, "lr": 0.1},
+        "supernet_options": {"batch_size": 128, "lr": 0.1, "eval_every": 10},
     },
     "default": {
         "supernet_epochs": 30,
