@@ -126,3 +126,34 @@ def test_build_and_measure_share_one_default_of_run_counts(monkeypatch) -> None:
         DEFAULT_RUNS.rounds,
         DEFAULT_RUNS.network_runs,
     )
+
+
+def test_timing_pauses_the_collector_after_freeing_young_garbage_only() -> None:
+    import gc
+    import weakref
+
+    from nasfuse.latency.measure import measure_latency
+    from nasfuse.latency.passes import measuring, pause_collector
+
+    class Node:
+        pass
+
+    model = torch.nn.Linear(4, 4)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(10**6, 10**6, 10**6)  # count only the collections the code asks for
+    try:
+        full_collections = gc.get_stats()[2]["collections"]
+        with measuring([model], torch.device("cpu"), 1, False, "wall"):
+            cycle = Node()
+            cycle.self = cycle
+            alive = weakref.ref(cycle)
+            del cycle
+            pause_collector()
+            assert alive() is None  # the young cycle was collected
+            assert not gc.isenabled()  # and nothing collects while timing
+        assert gc.isenabled()  # measuring restores it
+        measure_latency(model, (1, 4), runs=2, warmup=1)
+        # Neither the pause nor a measurement walked the whole heap (the oldest generation).
+        assert gc.get_stats()[2]["collections"] == full_collections
+    finally:
+        gc.set_threshold(*thresholds)

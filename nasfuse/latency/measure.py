@@ -18,7 +18,6 @@ times a model against a reference network instead. The setup both share is in
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,6 +36,7 @@ from nasfuse.latency.passes import (
     example_inputs,
     first_shape,
     measuring,
+    pause_collector,
     thread_count,
     time_runs,
 )
@@ -149,8 +149,7 @@ def measure_latency(
 
         for _ in range(warmup):
             forward()
-        gc.collect()
-        gc.disable()
+        pause_collector()
         times_ms = time_runs(forward, runs, target, clock)
         example = None  # drop the device copies before the cache is emptied
 

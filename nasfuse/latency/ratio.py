@@ -9,7 +9,6 @@ drifts; the latency table measures every network that way.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from nasfuse.latency.passes import (
     device_name_at,
     example_inputs,
     measuring,
+    pause_collector,
     time_runs,
 )
 
@@ -87,8 +87,7 @@ def measure_ratio(
         for _ in range(warmup):
             model(example)
             reference(example)
-        gc.collect()
-        gc.disable()
+        pause_collector()
 
         def time_once(which: nn.Module) -> float:
             (elapsed,) = time_runs(lambda: which(example), 1, target, clock)
