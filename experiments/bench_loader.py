@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from collections.abc import Callable
 from unittest import mock
 
 import torch
+from _compare import print_comparison
 
 from nasfuse.data import _loaders, build_loaders
-from nasfuse.runtime import device_name
+
+OLD = "fork_rng + torch.manual_seed"
 
 
 def seeded_with_fork_rng(
@@ -50,26 +51,24 @@ def main() -> None:
     load = os.getloadavg()
     bundle = build_loaders("digits", input_size=args.input_size, batch_size=args.batch_size, seed=1)
     images = len(bundle.train) * args.batch_size
-    times: dict[str, list[float]] = {"fork_rng + torch.manual_seed": [], "current": []}
+    times: dict[str, list[float]] = {OLD: [], "current": []}
     for _ in range(args.rounds):
         with mock.patch.object(_loaders, "_seeded", seeded_with_fork_rng):
             old_s, old = epoch_batches(bundle.train)
         new_s, new = epoch_batches(bundle.train)
         if not all(torch.equal(a, b) for a, b in zip(old, new, strict=True)):
             raise SystemExit("the two ways of seeding gave different batches")
-        times["fork_rng + torch.manual_seed"].append(old_s)
+        times[OLD].append(old_s)
         times["current"].append(new_s)
-    print(f"machine: {device_name('cpu')}, {os.cpu_count()} cores, torch {torch.__version__}")
-    print(f"load average before (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in load)}")
-    print(
+    print_comparison(
+        load,
         f"digits, {args.input_size}x{args.input_size}, batch {args.batch_size}: "
-        f"{len(bundle.train)} batches ({images} images) an epoch; median of {args.rounds} rounds"
+        f"{len(bundle.train)} batches ({images} images) an epoch, the same batches both ways",
+        times,
+        OLD,
+        "current",
+        unit="s an epoch",
     )
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    for name, median in medians.items():
-        print(f"  {name:30s} {median:7.3f} s an epoch, {median / images * 1e3:.3f} ms an image")
-    ratio = medians["current"] / medians["fork_rng + torch.manual_seed"]
-    print(f"  current / old: {ratio:.2f}x (same batches: yes)")
 
 
 if __name__ == "__main__":

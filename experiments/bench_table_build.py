@@ -17,15 +17,15 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import statistics
 import time
 import warnings
 from unittest import mock
 
+from _compare import print_comparison
+
 import nasfuse.latency.measure as measure_module
 import nasfuse.latency.ratio as ratio_module
 from nasfuse.latency import BuildOptions, LatencyTable
-from nasfuse.runtime import device_name
 from nasfuse.spaces import load_space
 
 QUICK_OPTIONS = {
@@ -73,16 +73,13 @@ def main() -> None:
         ):
             times["full collection"].append(build_seconds(space))
         times["young generations"].append(build_seconds(space))
-    print(f"machine: {device_name('cpu')}, {os.cpu_count()} cores")
-    print(f"load average before (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in load)}")
-    print(
-        f"hrnet_lite at the quick budget, 7 + 6 measurements; supernet held: "
-        f"{held is not None}; median of {args.rounds} rounds"
+    print_comparison(
+        load,
+        f"hrnet_lite at the quick budget, 7 + 6 measurements; supernet held: {held is not None}",
+        times,
+        "full collection",
+        "young generations",
     )
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    for name, median in medians.items():
-        print(f"  {name:20s} {median:6.2f} s")
-    print(f"  young / full: {medians['young generations'] / medians['full collection']:.2f}x")
 
 
 if __name__ == "__main__":
