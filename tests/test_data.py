@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from nasfuse.data import DataBundle, build_loaders
+from nasfuse.data._loaders import EVAL_BATCH_FACTOR
 
 
 def _first_batch(loader: torch.utils.data.DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,7 +51,29 @@ def test_digits_images_are_resized_and_normalised(digits16: DataBundle) -> None:
     assert abs(float(plain.mean())) < 0.1
     assert abs(float(plain.std()) - 1.0) < 0.1
     big = build_loaders("digits", input_size=24, batch_size=16)
-    assert _first_batch(big.test)[0].shape == (16, 1, 24, 24)
+    assert _first_batch(big.test)[0].shape == (16 * EVAL_BATCH_FACTOR, 1, 24, 24)
+
+
+def test_evaluation_takes_larger_batches_and_scores_as_with_training_sized_ones(
+    digits16: DataBundle,
+) -> None:
+    from nasfuse.training import evaluate
+
+    assert _first_batch(digits16.val)[0].shape[0] == 32 * EVAL_BATCH_FACTOR
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    )
+    with torch.no_grad():  # BatchNorm statistics of real images, not the identity
+        for images, _ in digits16.calib:
+            model(images)
+    training_sized = torch.utils.data.DataLoader(digits16.val.dataset, batch_size=32)
+    assert evaluate(model, digits16.val) == evaluate(model, training_sized)
 
 
 def test_training_batches_depend_on_seed_and_epoch_only(digits16: DataBundle) -> None:
@@ -206,7 +229,7 @@ def test_cifar10_reads_the_real_format(tmp_path: Path) -> None:
         20,
     ]
     images, labels = _first_batch(bundle.test)
-    assert images.shape == (4, 3, 32, 32)
+    assert images.shape == (4 * EVAL_BATCH_FACTOR, 3, 32, 32)
     pixels = _unnormalise(images, "cifar10")[:, :, 16, 16] * 255
     expected = torch.stack([10 * labels + c for c in range(3)], dim=1).float()
     assert torch.allclose(pixels, expected, atol=1e-3)
@@ -217,7 +240,7 @@ def test_cifar_is_resized_to_the_input_size(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     bundle = build_loaders("cifar10", input_size=16, batch_size=4, data_dir=tmp_path)
     assert _first_batch(bundle.train)[0].shape == (4, 3, 16, 16)
-    assert _first_batch(bundle.val)[0].shape == (4, 3, 16, 16)
+    assert _first_batch(bundle.val)[0].shape == (4 * EVAL_BATCH_FACTOR, 3, 16, 16)
 
 
 def test_cifar100_reads_fine_labels(tmp_path: Path) -> None:
@@ -299,8 +322,8 @@ def test_imagefolder_tree(tmp_path: Path) -> None:
     ]
     assert any("test split is val" in note for note in bundle.notes)
     images, labels = _first_batch(bundle.val)
-    assert images.shape == (4, 3, 16, 16)
-    assert labels.tolist() == [0, 0, 1, 1]
+    assert images.shape == (6, 3, 16, 16)  # the whole split: fewer than one batch of 8
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2]
     mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
     std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
     red = (images * std + mean)[:, 0, 8, 8] * 255

@@ -25,6 +25,7 @@ from nasfuse.data import (
     read_idx,
 )
 from nasfuse.data._fashion_mnist import FASHION_MNIST_FILES
+from nasfuse.data._loaders import EVAL_BATCH_FACTOR
 
 _STEMS = list(FASHION_MNIST_FILES.values())
 
@@ -90,15 +91,15 @@ def test_real_splits_sizes_and_classes(fmnist28: DataBundle) -> None:
     assert set(val.values()) == {600}
     assert set(test.values()) == {1000}
     images, labels = next(iter(fmnist28.test))
-    assert images.shape == (500, 1, 28, 28) and labels.dtype == torch.int64
+    assert images.shape == (500 * EVAL_BATCH_FACTOR, 1, 28, 28) and labels.dtype == torch.int64
 
 
 def test_test_labels_and_pixels_match_the_idx_files(fmnist28: DataBundle) -> None:
     root = _real_files_or_skip()
     labels = _raw_labels(root / "t10k-labels-idx1-ubyte.gz")
     assert _labels(fmnist28.test) == labels.tolist()
-    raw = _raw_images(root / "t10k-images-idx3-ubyte.gz")[:500]
     images = next(iter(fmnist28.test))[0]
+    raw = _raw_images(root / "t10k-images-idx3-ubyte.gz")[: len(images)]
     source = fmnist28.test.dataset.finish.transforms[-1]  # the Normalize step
     pixels = images * source.std[0] + source.mean[0]
     assert torch.allclose(pixels[:, 0] * 255, torch.from_numpy(raw.copy()).float(), atol=1e-3)
@@ -116,17 +117,19 @@ def test_normalised_with_the_training_split_statistics(fmnist28: DataBundle) -> 
 
 def test_padded_to_32_and_resized_to_16() -> None:
     root = _real_files_or_skip()
-    raw = torch.from_numpy(_raw_images(root / "t10k-images-idx3-ubyte.gz")[:8].copy()).float()
+    count = 8 * EVAL_BATCH_FACTOR  # the first test batch
+    raw = _raw_images(root / "t10k-images-idx3-ubyte.gz")[:count]
+    raw = torch.from_numpy(raw.copy()).float()
     bundle = build_loaders("fashion_mnist", input_size=32, batch_size=8)
     normalise = bundle.test.dataset.finish.transforms[-1]
     images = next(iter(bundle.test))[0] * normalise.std[0] + normalise.mean[0]
-    assert images.shape == (8, 1, 32, 32)
+    assert images.shape == (count, 1, 32, 32)
     # The 28x28 image sits in the middle, a 2-pixel black border around it.
     assert torch.allclose(images[:, 0, 2:30, 2:30] * 255, raw, atol=1e-3)
     assert float(images[:, :, :2].abs().max()) < 1e-6
     small = build_loaders("fashion_mnist", input_size=16, batch_size=8)
     assert next(iter(small.train))[0].shape == (8, 1, 16, 16)
-    assert next(iter(small.test))[0].shape == (8, 1, 16, 16)
+    assert next(iter(small.test))[0].shape == (count, 1, 16, 16)
 
 
 def test_training_images_are_flipped_or_shifted() -> None:

@@ -23,10 +23,23 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from nasfuse.data._sources import load_source
 from nasfuse.data._split import SplitSource, stratified_indices
 
-__all__ = ["DataBundle", "AugmentedSplit", "build_loaders", "seed_worker", "EVAL_CROP_PCT"]
+__all__ = [
+    "DataBundle",
+    "AugmentedSplit",
+    "build_loaders",
+    "seed_worker",
+    "EVAL_BATCH_FACTOR",
+    "EVAL_CROP_PCT",
+]
 
 # Photos are evaluated resized to input_size / EVAL_CROP_PCT, then centre cropped.
 EVAL_CROP_PCT = 0.875
+
+# The validation and test loaders' batches, as a multiple of the training batch. Scoring
+# keeps no activations for a backward pass, so twice the images fit in less memory than a
+# training step's, and each batch's fixed cost (many small kernels) is paid half as often:
+# a trial's validation on the quick search took 0.75x the time (experiments/README.md).
+EVAL_BATCH_FACTOR = 2
 
 
 class AugmentedSplit(Dataset):
@@ -106,8 +119,9 @@ class DataBundle:
 
     Attributes:
         train: shuffled, augmented, ``drop_last=True`` (BN on pooled tensors needs batch > 1).
-        val: validation split, in order, no augmentation.
-        test: test split, in order, no augmentation.
+        val: validation split, in order, no augmentation, batches of EVAL_BATCH_FACTOR times the
+            training batch.
+        test: test split, likewise.
         calib: training images without augmentation, always the same batches in the same
             (shuffled) order, for BatchNorm recalibration.
         num_classes: number of classes.
@@ -207,7 +221,8 @@ def build_loaders(
         dataset: ``"digits"`` (offline, scikit-learn's), ``"cifar10"``, ``"cifar100"`` or
             ``"imagefolder"``.
         input_size: side of the square images the model gets.
-        batch_size: per-process batch size of every loader.
+        batch_size: per-process batch size of the training and calibration loaders; the
+            validation and test loaders take :data:`EVAL_BATCH_FACTOR` times as many.
         data_dir: where CIFAR or the ImageFolder tree is (default ``$NASFUSE_DATA_DIR`` or
             ``./data``); unused for digits.
         download: let torchvision download CIFAR into ``data_dir`` if it is not there.
@@ -246,7 +261,8 @@ def build_loaders(
     calib = _calib_loader(calib_set, seed, common)
 
     def eval_loader(split: Dataset) -> DataLoader:
-        return DataLoader(AugmentedSplit(split, None, finish), **common)
+        options = {**common, "batch_size": EVAL_BATCH_FACTOR * batch_size}
+        return DataLoader(AugmentedSplit(split, None, finish), **options)
 
     return DataBundle(
         train=train,
