@@ -239,6 +239,38 @@ def test_supernet_param_table_matches_extracted_networks(fixtures_dir: str) -> N
         assert shared + sum(table[s][op] for s, op in arch.items()) == expected
 
 
+@pytest.mark.parametrize("space_file", ["tiny_hrnet.yaml", "tiny_resnet.yaml"])
+def test_supernet_flop_table_matches_counting_the_networks(
+    fixtures_dir: str, space_file: str
+) -> None:
+    import random
+
+    import torch
+
+    from nasfuse.profile import count_flops
+    from nasfuse.search._supernet_eval import site_flop_table
+    from nasfuse.spaces import load_space
+    from nasfuse.supernet import Supernet
+
+    space = load_space(f"{fixtures_dir}/{space_file}")
+    supernet = Supernet(space, num_classes=10, in_chans=1)
+    image = torch.zeros(1, 1, space.input_size, space.input_size)
+    rng = random.Random(0)
+    supernet.set_arch(supernet.sample_arch(rng))
+    before = dict(supernet.arch)
+    shared, table = site_flop_table(supernet, image)
+    assert supernet.arch == before
+    assert set(table) == set(space.sites)
+    # Ops differ in cost, so a wrong table could not match every architecture by chance.
+    assert len({flops for ops in table.values() for flops in ops.values()}) > 1
+    for _ in range(4):
+        arch = supernet.sample_arch(rng)
+        supernet.set_arch(arch)
+        expected = count_flops(supernet, image)
+        assert expected == count_flops(supernet.extract(arch), image)
+        assert shared + sum(table[s][op] for s, op in arch.items()) == expected
+
+
 def test_storage_urls_and_journal_files(tmp_path: Path) -> None:
     import optuna
 
