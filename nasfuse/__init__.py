@@ -18,9 +18,7 @@ Names outside ``nasfuse.ops`` are imported on first use, so that ``import nasfus
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from nasfuse._lazy import after_import, lazy_exports
 from nasfuse.ops import create_op, list_ops
 
 __version__ = "0.1.0"
@@ -46,17 +44,7 @@ _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 __all__ = ["__version__", "create_op", "list_ops", *_WHERE]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nasfuse' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-from nasfuse import timm_models  # noqa: E402, F401  (registers nasfuse_<space> with timm)
+# timm.create_model("nasfuse_<space>") works once both are imported, in either order.
+after_import("timm", "nasfuse.timm_models")

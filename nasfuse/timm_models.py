@@ -1,7 +1,8 @@
 """timm entry points: ``timm.create_model("nasfuse_<space>", arch=...)`` for every shipped space.
 
-Importing ``nasfuse`` registers ``nasfuse_hrnet_lite``, ``nasfuse_resnet20`` and
-``nasfuse_resnet18`` (one per file in ``search_spaces/``).
+``nasfuse_hrnet_lite``, ``nasfuse_resnet20`` and ``nasfuse_resnet18`` (one per file in
+``search_spaces/``) are registered as soon as both ``nasfuse`` and ``timm`` are imported, in
+either order: ``import nasfuse`` alone does not import timm (:func:`nasfuse._lazy.after_import`).
 
 An architecture file's ``data`` (input channels, classes, mean/std, ...) sets the model's
 defaults and its ``pretrained_cfg``, so ``timm.data.resolve_data_config`` gives the data

@@ -16,26 +16,43 @@ Example:
 
 from __future__ import annotations
 
-from nasfuse.search._config import BUDGETS, SearchConfig, SearchPlan, resolve_plan
-from nasfuse.search._driver import SearchResult, default_run_dir, run_search
-from nasfuse.search._engine import SearchStats, reference_latency, search_architectures
-from nasfuse.search._export import describe_pick, export_run
-from nasfuse.search._pareto import (
-    PICK_RULES,
-    dominates,
-    hypervolume,
-    knee_index,
-    pareto_front,
-    parse_pick,
-    pick_index,
-)
-from nasfuse.search._ray import local_ray
-from nasfuse.search._sampling import Constraints, make_sampler
-from nasfuse.search._searcher import FusionSearcher
-from nasfuse.search._study import TrialRecord, front_records, load_search_study, trial_records
-from nasfuse.search._supernet_eval import SupernetCosts, SupernetEvaluator
-from nasfuse.search._tensorboard import SearchRecorder, draw_scatter
-from nasfuse.search._trial import ArchCosts, ArchEvaluator, SyntheticCosts, SyntheticEvaluator
+from nasfuse._lazy import lazy_exports
+
+# Imported on first use (nasfuse._lazy): a Ray worker that unpickles a trial's evaluator
+# imports its two modules, not the driver, Optuna and TensorBoard.
+_LAZY = {
+    "nasfuse.search._config": ("BUDGETS", "SearchConfig", "SearchPlan", "resolve_plan"),
+    "nasfuse.search._driver": ("SearchResult", "default_run_dir", "run_search"),
+    "nasfuse.search._engine": ("SearchStats", "reference_latency", "search_architectures"),
+    "nasfuse.search._export": ("describe_pick", "export_run"),
+    "nasfuse.search._pareto": (
+        "PICK_RULES",
+        "dominates",
+        "hypervolume",
+        "knee_index",
+        "pareto_front",
+        "parse_pick",
+        "pick_index",
+    ),
+    "nasfuse.search._ray": ("local_ray",),
+    "nasfuse.search._sampling": ("Constraints", "make_sampler"),
+    "nasfuse.search._searcher": ("FusionSearcher",),
+    "nasfuse.search._study": (
+        "TrialRecord",
+        "front_records",
+        "load_search_study",
+        "trial_records",
+    ),
+    "nasfuse.search._supernet_eval": ("SupernetCosts", "SupernetEvaluator"),
+    "nasfuse.search._tensorboard": ("SearchRecorder", "draw_scatter"),
+    "nasfuse.search._trial": (
+        "ArchCosts",
+        "ArchEvaluator",
+        "SyntheticCosts",
+        "SyntheticEvaluator",
+    ),
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "BUDGETS",
@@ -74,3 +91,5 @@ __all__ = [
     "search_architectures",
     "trial_records",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
