@@ -25,7 +25,6 @@ import random
 import time
 
 import torch
-
 from _compare import print_comparison
 
 
@@ -70,7 +69,10 @@ def main() -> None:
         accuracy = evaluate_arch(supernet, arch, bundle, plan.calib_batches)
         return accuracy, shared + sum(table[site][op] for site, op in arch.items())
 
-    paths = {"before (val batch 64, FLOPs counted)": before, "now (val batch 128, FLOPs table)": now}
+    paths = {
+        "before (val batch 64, FLOPs counted)": before,
+        "now (val batch 128, FLOPs table)": now,
+    }
     times: dict[str, list[float]] = {name: [] for name in paths}
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in paths}
     for _ in range(args.rounds):
