@@ -30,7 +30,7 @@ class SearchConfig:
         download: let torchvision download Fashion-MNIST or CIFAR into ``data_dir``.
         train_subset: train the supernet on a fixed stratified subset of this many training
             images (None: all); trials are scored on the whole validation split.
-        budget: ``quick`` (about 3.5 min on 2 CPU cores), ``default`` (about 11 min there),
+        budget: ``quick`` (about 2 min on 2 CPU cores), ``default`` (about 11 min there),
             ``full`` (GPU).
         trials: number of Optuna trials (evaluated, cached, infeasible and failed ones all
             count; trials cut short by a kill do not). None: the budget's.
