@@ -54,42 +54,6 @@ _LAZY = {
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = [
-    "BUDGETS",
-    "PICK_RULES",
-    "ArchCosts",
-    "ArchEvaluator",
-    "Constraints",
-    "FusionSearcher",
-    "SearchConfig",
-    "SearchPlan",
-    "SearchRecorder",
-    "SearchResult",
-    "SearchStats",
-    "SupernetCosts",
-    "SupernetEvaluator",
-    "SyntheticCosts",
-    "SyntheticEvaluator",
-    "TrialRecord",
-    "default_run_dir",
-    "describe_pick",
-    "dominates",
-    "draw_scatter",
-    "export_run",
-    "front_records",
-    "hypervolume",
-    "knee_index",
-    "load_search_study",
-    "local_ray",
-    "make_sampler",
-    "pareto_front",
-    "parse_pick",
-    "pick_index",
-    "reference_latency",
-    "resolve_plan",
-    "run_search",
-    "search_architectures",
-    "trial_records",
-]
+__all__ = sorted(_WHERE)
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)
