@@ -13,9 +13,12 @@ bytes), recursive aliases, and nesting deeper than the parser's recursion can ta
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import tempfile
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,8 @@ __all__ = [
     "check_checkpoint_entries",
     "save_checkpoint",
     "load_checkpoint",
+    "pack_tensors",
+    "unpack_tensors",
     "parse_yaml_text",
     "read_yaml_mapping",
     "safe_file_name",
@@ -99,14 +104,105 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+# A saved checkpoint keeps its tensors in one flat tensor per dtype and device: torch.save
+# costs about 25 us per tensor, and a supernet with its optimiser holds 7,000 of them.
+_STORE_KEY = "__nasfuse_tensor_store__"
+_TENSOR_KEY = "__nasfuse_tensor__"
+
+
+def _rebuilt(value: Any, convert: Callable[[Any], Any]) -> Any:
+    """``value`` rebuilt through its dicts, lists and tuples, with ``convert(x)`` in place of
+    every ``x`` for which it is not None. Dicts keep their type and ``_metadata`` (the
+    version record of a state dict)."""
+    converted = convert(value)
+    if converted is not None:
+        return converted
+    if isinstance(value, dict):
+        rebuilt = type(value)() if type(value) in (dict, OrderedDict) else {}
+        rebuilt.update((key, _rebuilt(item, convert)) for key, item in value.items())
+        if hasattr(value, "_metadata"):
+            rebuilt._metadata = value._metadata  # type: ignore[attr-defined]
+        return rebuilt
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rebuilt(item, convert) for item in value)
+    return value
+
+
+def pack_tensors(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with its tensors moved into one flat tensor per dtype and device.
+
+    Each strided tensor inside dicts, lists and tuples becomes ``{_TENSOR_KEY: [group,
+    offset, *shape]}``; the flat tensors go under ``_STORE_KEY``. Everything else (numbers,
+    strings, an ``OrderedDict``'s ``_metadata``) is kept as it is. :func:`unpack_tensors`
+    is the inverse.
+    """
+    groups: dict[tuple[torch.dtype, torch.device], int] = {}
+    parts: list[list[torch.Tensor]] = []
+    sizes: list[int] = []
+
+    def placeholder(value: Any) -> dict[str, list[int]] | None:
+        if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+            return None
+        if value.is_quantized:
+            return None
+        group = groups.setdefault((value.dtype, value.device), len(parts))
+        if group == len(parts):
+            parts.append([])
+            sizes.append(0)
+        parts[group].append(value.detach().reshape(-1))
+        offset = sizes[group]
+        sizes[group] += value.numel()
+        return {_TENSOR_KEY: [group, offset, *value.shape]}
+
+    packed = _rebuilt(obj, placeholder)
+    packed[_STORE_KEY] = [torch.cat(tensors) for tensors in parts]
+    return packed
+
+
+def unpack_tensors(obj: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint :func:`pack_tensors` packed, each tensor its own copy; ``obj``
+    unchanged when it is not packed (a checkpoint written before packing).
+
+    Raises:
+        ValueError: a placeholder that does not fit the store.
+    """
+    if _STORE_KEY not in obj:
+        return obj
+    store = obj[_STORE_KEY]
+    if not (isinstance(store, list) and all(isinstance(t, torch.Tensor) for t in store)):
+        raise ValueError("its tensor store is not a list of tensors")
+
+    def tensor(value: Any) -> torch.Tensor | None:
+        if not (isinstance(value, dict) and len(value) == 1 and _TENSOR_KEY in value):
+            return None
+        spec = value[_TENSOR_KEY]
+        if not (isinstance(spec, list) and len(spec) >= 2 and all(type(n) is int for n in spec)):
+            raise ValueError(f"bad tensor placeholder {spec!r}")
+        group, offset, *shape = spec
+        size = math.prod(shape)
+        if not (
+            0 <= group < len(store)
+            and offset >= 0
+            and min(shape, default=0) >= 0
+            and offset + size <= store[group].numel()
+        ):
+            raise ValueError(f"tensor placeholder {spec!r} is outside the store")
+        return store[group][offset : offset + size].view(shape).clone()
+
+    return _rebuilt({k: v for k, v in obj.items() if k != _STORE_KEY}, tensor)
+
+
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
-    """Save a checkpoint dict atomically with ``torch.save``.
+    """Save a checkpoint dict atomically with ``torch.save``, its tensors packed.
 
     Keep the contents to tensors, numbers, strings, lists and dicts so that
-    :func:`load_checkpoint` can read it back with ``weights_only=True``.
+    :func:`load_checkpoint` can read it back with ``weights_only=True``. The tensors are
+    stored as a few flat tensors (:func:`pack_tensors`): read the file with
+    :func:`load_checkpoint`, which unpacks them; scalar entries (``epoch``, ``kind``) can
+    be read with ``torch.load`` alone.
     """
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(pack_tensors(obj), buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -136,6 +232,10 @@ def load_checkpoint(
         ) from exc
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(obj).__name__}")
+    try:
+        obj = unpack_tensors(obj)
+    except (IndexError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable nasfuse checkpoint ({exc})") from exc
     if kind is not None and obj.get("kind") != kind:
         raise CheckpointError(
             f"{path}: expected a {kind!r} checkpoint, found kind {obj.get('kind')!r}"

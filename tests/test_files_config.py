@@ -81,6 +81,90 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def _training_state() -> dict:
+    """A checkpoint as the training loops write one: a model with BatchNorm, its optimiser
+    after a step, the RNG, numbers and strings."""
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.LazyLinear(2),
+    )
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.randn(2, 3, 5, 5)).sum().backward()
+    optimizer.step()
+    return {
+        "kind": "supernet",
+        "epoch": 3,
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+        "history": [{"loss": 0.5}],
+        "extra": {
+            "scalar": torch.tensor(2.5),
+            "mask": torch.tensor([True, False]),
+            "strided": torch.arange(12.0).view(3, 4).t(),
+            "empty": torch.zeros(0, 3),
+            "pair": (torch.ones(2, dtype=torch.float16), "x"),
+        },
+    }
+
+
+def _assert_same(a, b) -> None:
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same(x, y)
+    else:
+        assert a == b
+
+
+def test_a_checkpoint_loads_back_exactly_from_a_few_packed_tensors(tmp_path) -> None:
+    import zipfile
+
+    state = _training_state()
+    path = tmp_path / "ck.pt"
+    save_checkpoint(state, path)
+    loaded = load_checkpoint(path, kind="supernet")
+    _assert_same(state, loaded)
+    # The state dict keeps the version metadata load_state_dict reads.
+    assert loaded["model"]._metadata == state["model"]._metadata
+    # Every loaded tensor is its own copy, as torch.load gives.
+    pointers = [t.untyped_storage().data_ptr() for t in loaded["model"].values() if t.numel()]
+    assert len(set(pointers)) == len(pointers)
+    # 21 tensors in, one record per dtype out (float32, int64, uint8, bool, float16).
+    records = [n for n in zipfile.ZipFile(path).namelist() if "/data/" in n]
+    assert len(records) == 5
+    # Scalar entries stay readable without nasfuse.
+    assert torch.load(path, weights_only=True)["epoch"] == 3
+
+
+def test_a_checkpoint_saved_before_packing_still_loads(tmp_path) -> None:
+    state = _training_state()
+    path = tmp_path / "old.pt"
+    torch.save(state, path)
+    _assert_same(state, load_checkpoint(path, kind="supernet"))
+
+
+@pytest.mark.parametrize("placeholder", [[0, 10**9, 2], [5, 0, 1], [-1, 0, 1], [0, 0, -1], "x"])
+def test_a_packed_checkpoint_with_a_bad_placeholder_is_refused(tmp_path, placeholder) -> None:
+    from nasfuse.files import pack_tensors
+
+    packed = pack_tensors({"kind": "model", "model": {"w": torch.ones(3)}})
+    packed["model"]["w"]["__nasfuse_tensor__"] = placeholder
+    path = tmp_path / "bad.pt"
+    torch.save(packed, path)
+    with pytest.raises(CheckpointError, match="bad.pt: not a readable"):
+        load_checkpoint(path)
+
+
 @pytest.mark.parametrize(
     "name", ["../../ESCAPED", "/etc/passwd", "a\x00b", "..", ".hidden", "x/../../y", "", "C:\\w"]
 )
