@@ -1,12 +1,15 @@
-"""One epoch of the quick search's training loader, with each image's augmentation seeded
-the old way (``fork_rng`` + ``torch.manual_seed``) and the current way (the CPU generator
-alone, saved and restored), in alternating rounds of the same run; checks that both yield
-the same batches.
+"""One epoch of the quick search's training loader, the current code against an old way,
+in alternating rounds of the same run; checks that both yield the same batches.
+
+The old ways (``--old``): ``torchvision``, the shift and normalisation done by
+``torchvision.transforms.v2`` (before ``nasfuse.data._augment``); ``fork_rng``, each
+image's augmentation seeded with ``fork_rng`` + ``torch.manual_seed`` (before seeding the
+CPU generator alone).
 
 Run (a few seconds):
 
     python experiments/bench_loader.py
-    python experiments/bench_loader.py --batch-size 64 --rounds 7
+    python experiments/bench_loader.py --old fork_rng --batch-size 64 --rounds 7
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from _compare import print_comparison
 
 from nasfuse.data import _loaders, build_loaders
 
-OLD = "fork_rng + torch.manual_seed"
+OLDS = {
+    "torchvision": "torchvision.transforms.v2",
+    "fork_rng": "fork_rng + torch.manual_seed",
+}
 
 
 def seeded_with_fork_rng(
@@ -32,6 +38,14 @@ def seeded_with_fork_rng(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return transform(image)
+
+
+def torchvision_transforms(bundle, input_size: int):
+    """The training set's augmentation and finish as torchvision's v2 transforms."""
+    from torchvision.transforms import v2
+
+    augment = v2.Compose([v2.RandomCrop(input_size, padding=max(1, input_size // 8))])
+    return augment, v2.Compose([v2.Normalize(list(bundle.mean), list(bundle.std))])
 
 
 def epoch_batches(loader: torch.utils.data.DataLoader) -> tuple[float, list[torch.Tensor]]:
@@ -46,26 +60,37 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--old", choices=sorted(OLDS), default="torchvision")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     bundle = build_loaders("digits", input_size=args.input_size, batch_size=args.batch_size, seed=1)
     images = len(bundle.train) * args.batch_size
-    times: dict[str, list[float]] = {OLD: [], "current": []}
+    old_name = OLDS[args.old]
+    times: dict[str, list[float]] = {old_name: [], "current": []}
+    train_set = bundle.train.dataset
+    current = train_set.augment, train_set.finish
     for _ in range(args.rounds):
-        with mock.patch.object(_loaders, "_seeded", seeded_with_fork_rng):
-            old_s, old = epoch_batches(bundle.train)
+        if args.old == "fork_rng":
+            with mock.patch.object(_loaders, "_seeded", seeded_with_fork_rng):
+                old_s, old = epoch_batches(bundle.train)
+        else:
+            train_set.augment, train_set.finish = torchvision_transforms(bundle, args.input_size)
+            try:
+                old_s, old = epoch_batches(bundle.train)
+            finally:
+                train_set.augment, train_set.finish = current
         new_s, new = epoch_batches(bundle.train)
         if not all(torch.equal(a, b) for a, b in zip(old, new, strict=True)):
-            raise SystemExit("the two ways of seeding gave different batches")
-        times[OLD].append(old_s)
+            raise SystemExit(f"{old_name} and the current code gave different batches")
+        times[old_name].append(old_s)
         times["current"].append(new_s)
     print_comparison(
         load,
         f"digits, {args.input_size}x{args.input_size}, batch {args.batch_size}: "
         f"{len(bundle.train)} batches ({images} images) an epoch, the same batches both ways",
         times,
-        OLD,
+        old_name,
         "current",
         unit="s an epoch",
     )

@@ -112,6 +112,49 @@ def test_an_images_augmentation_is_its_seeds_stream_and_leaves_the_callers_alone
         train_set.set_epoch(0)
 
 
+@pytest.mark.parametrize(("size", "flip"), [(16, False), (28, True), (32, True), (8, False)])
+def test_in_memory_augmentation_gives_torchvisions_tensors(size: int, flip: bool) -> None:
+    """nasfuse.data._augment draws what torchvision.transforms.v2 draws, so runs give the
+    same batches as when torchvision did the shifting, flipping and normalising."""
+    from torchvision.transforms import v2
+
+    from nasfuse.data._augment import Chain, HorizontalFlip, Normalize, PaddedCrop
+
+    padding = max(1, size // 8)
+    ours = Chain([PaddedCrop(size, padding), *([HorizontalFlip()] if flip else [])])
+    theirs = v2.Compose(
+        [v2.RandomCrop(size, padding=padding), *([v2.RandomHorizontalFlip()] if flip else [])]
+    )
+    mean, std = [0.2, 0.5, 0.7], [0.3, 0.25, 0.4]
+    generator = torch.Generator().manual_seed(size)
+    images = torch.rand(40, 3, size, size, generator=generator)
+    for seed, image in enumerate(images):
+        torch.manual_seed(seed)
+        mine = ours(image)
+        torch.manual_seed(seed)
+        assert torch.equal(mine, theirs(image)), seed
+        assert torch.equal(Normalize(mean, std)(mine), v2.Normalize(mean, std)(mine))
+    views = {tuple(ours(images[0]).flatten().tolist()) for _ in range(10)}
+    assert len(views) > 1  # it does draw
+
+
+def test_in_memory_loaders_do_not_import_torchvision() -> None:
+    """A Ray worker unpickles the loaders to score a trial: torchvision would cost it ~1 s."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pickle, sys\n"
+        "from nasfuse.data import build_loaders\n"
+        "bundle = build_loaders('digits', input_size=16, batch_size=32)\n"
+        "next(iter(bundle.train)); next(iter(bundle.val))\n"
+        "pickle.loads(pickle.dumps(bundle))\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
+
+
 def test_augmentation_is_the_same_with_workers() -> None:
     in_process = build_loaders("digits", input_size=16, batch_size=32, seed=3)
     workers = build_loaders("digits", input_size=16, batch_size=32, seed=3, num_workers=2)

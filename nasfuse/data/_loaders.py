@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from nasfuse.data._augment import Chain, HorizontalFlip, Normalize, PaddedCrop
 from nasfuse.data._sources import load_source
 from nasfuse.data._split import SplitSource, stratified_indices
 
@@ -92,10 +93,10 @@ def _seeded(
 ) -> torch.Tensor:
     """``transform(image)`` with the CPU generator seeded by ``seed``, then restored.
 
-    torchvision's random transforms draw from the global CPU generator; seeding it alone
-    makes the draw depend on ``seed`` only and leaves the caller's stream untouched. It is
-    the same stream as ``torch.manual_seed`` gives, which on a CUDA build also seeds every
-    other device and costs about 0.2 ms, three times the crop itself.
+    The random transforms (ours and torchvision's) draw from the global CPU generator;
+    seeding it alone makes the draw depend on ``seed`` only and leaves the caller's stream
+    untouched. It is the same stream as ``torch.manual_seed`` gives, which on a CUDA build
+    also seeds every other device and costs about 0.2 ms, three times the crop itself.
     """
     generator = torch.default_generator
     state = generator.get_state()
@@ -166,12 +167,13 @@ def _transforms(
 
     The augmentation takes a ``[0, 1]`` image to a random view at ``input_size``; the finish
     (applied after the augmentation in training, alone otherwise) resizes what is not yet
-    at ``input_size`` and normalises.
+    at ``input_size`` and normalises. Images already at ``input_size`` are shifted, flipped
+    and normalised by :mod:`nasfuse.data._augment`, without importing torchvision.
     """
-    from torchvision.transforms import v2
-
-    normalize = v2.Normalize(mean=list(source.mean), std=list(source.std))
+    normalize = Normalize(source.mean, source.std)
     if source.style == "resized_crop":
+        from torchvision.transforms import v2
+
         # Photos of any size: random resized crop for training, resize + centre crop else.
         augment = v2.Compose(
             [
@@ -189,16 +191,18 @@ def _transforms(
         return augment, finish
     resize: list = []
     if source.native_size is not None and source.native_size != input_size:
+        from torchvision.transforms import v2
+
         resize = [v2.Resize([input_size, input_size], antialias=True)]
     # A shift of up to 1/8 of the side (4 pixels at 32x32), zero padded.
-    crop = v2.RandomCrop(input_size, padding=max(1, input_size // 8))
+    crop = PaddedCrop(input_size, padding=max(1, input_size // 8))
     if source.style == "shift":
         # Digits: small shifts only (a flipped 2 or 7 is no longer a digit).
-        augment = v2.Compose([*resize, crop])
+        augment = Chain([*resize, crop])
     else:
-        augment = v2.Compose([*resize, crop, v2.RandomHorizontalFlip()])
+        augment = Chain([*resize, crop, HorizontalFlip()])
     # Resize is idempotent on an image that is already at input_size.
-    finish = v2.Compose([*resize, normalize])
+    finish = Chain([*resize, normalize])
     return augment, finish
 
 
