@@ -283,7 +283,8 @@ def _listening(
         sites,
         study.user_attrs["reference_latency_ms"],
         existing=study.get_trials(deepcopy=False),
-        image_every=max(1, n_trials // 20),
+        # Ten scatters over a search: each costs the driver ~30 ms, taken from the trials.
+        image_every=max(1, n_trials // 10),
     )
     searcher.add_listener(recorder)
     bar = _progress_bar(searcher, n_trials) if progress else None
