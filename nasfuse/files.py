@@ -192,17 +192,18 @@ def unpack_tensors(obj: dict[str, Any]) -> dict[str, Any]:
     return _rebuilt({k: v for k, v in obj.items() if k != _STORE_KEY}, tensor)
 
 
-def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
-    """Save a checkpoint dict atomically with ``torch.save``, its tensors packed.
+def save_checkpoint(obj: dict[str, Any], path: str | Path, packed: bool = True) -> None:
+    """Save a checkpoint dict atomically with ``torch.save``.
 
     Keep the contents to tensors, numbers, strings, lists and dicts so that
-    :func:`load_checkpoint` can read it back with ``weights_only=True``. The tensors are
-    stored as a few flat tensors (:func:`pack_tensors`): read the file with
+    :func:`load_checkpoint` can read it back with ``weights_only=True``. With ``packed``
+    the tensors are stored as a few flat tensors (:func:`pack_tensors`): read the file with
     :func:`load_checkpoint`, which unpacks them; scalar entries (``epoch``, ``kind``) can
-    be read with ``torch.load`` alone.
+    be read with ``torch.load`` alone. A file other tools read (timm's ``checkpoint_path``
+    reads ``model.pt``'s ``model`` entry) is saved unpacked.
     """
     buffer = io.BytesIO()
-    torch.save(pack_tensors(obj), buffer)
+    torch.save(pack_tensors(obj) if packed else obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 

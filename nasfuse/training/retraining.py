@@ -141,7 +141,8 @@ def save_model_files(
         "arch": dict(arch),
         **space_info(space),
     }
-    save_checkpoint(state, out_dir / MODEL_FILE)
+    # Unpacked: timm.create_model(..., checkpoint_path=model.pt) reads its state dict.
+    save_checkpoint(state, out_dir / MODEL_FILE, packed=False)
     header = {"space": space.name, "space_hash": space.hash, "arch_hash": arch_hash(arch)}
     save_weights(model, out_dir / WEIGHTS_FILE, {**header, "dataset": bundle.name})
     kept = ("test_acc", "val_acc", "params", "flops")
