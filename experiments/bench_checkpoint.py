@@ -20,18 +20,15 @@ import argparse
 import io
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from profile_quick import quick_trainer_config, train_steps
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from profile_quick import quick_trainer_config, train_steps  # noqa: E402
-
-from nasfuse.files import atomic_write_bytes, load_checkpoint, save_checkpoint  # noqa: E402
-from nasfuse.runtime import device_name  # noqa: E402
+from nasfuse.files import atomic_write_bytes, load_checkpoint, save_checkpoint
+from nasfuse.runtime import device_name
 
 
 def save_plain(state: dict, path: Path) -> None:

@@ -22,19 +22,11 @@ import warnings
 from unittest import mock
 
 from _compare import print_comparison
+from profile_quick import search_table_setup
 
 import nasfuse.latency.measure as measure_module
 import nasfuse.latency.ratio as ratio_module
-from nasfuse.latency import BuildOptions, LatencyTable
-from nasfuse.spaces import load_space
-
-QUICK_OPTIONS = {
-    "width_mult": 0.25,
-    "input_size": 16,
-    "stages.0.modules": 1,
-    "stages.1.modules": 1,
-    "stages.2.modules": 1,
-}
+from nasfuse.latency import LatencyTable
 
 
 def full_collection_then_pause() -> None:
@@ -43,12 +35,11 @@ def full_collection_then_pause() -> None:
     gc.disable()
 
 
-def build_seconds(space: object) -> float:
-    # The quick budget's settings (nasfuse/search/_artifacts.py: ensure_latency_table).
-    light = {"runs": 10, "rounds": 1}
+def build_seconds(space: object, options: object, calibration: dict) -> float:
+    """Building and calibrating the table as the search does."""
     started = time.perf_counter()
-    table = LatencyTable.build(space, BuildOptions(batch_size=1, threads=1, **light))
-    table.calibrate(space, samples=6, seed=1, **light)
+    table = LatencyTable.build(space, options)
+    table.calibrate(space, **calibration)
     return time.perf_counter() - started
 
 
@@ -59,7 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="cmgm")
     load = os.getloadavg()
-    space = load_space("hrnet_lite", QUICK_OPTIONS)
+    # The quick search's space and table settings (its seed was 1 in the figures).
+    space, options, calibration = search_table_setup("hrnet_lite", "quick", seed=1)
     held = None
     if args.hold_supernet:
         from nasfuse.supernet import Supernet
@@ -71,8 +63,8 @@ def main() -> None:
             mock.patch.object(measure_module, "pause_collector", full_collection_then_pause),
             mock.patch.object(ratio_module, "pause_collector", full_collection_then_pause),
         ):
-            times["full collection"].append(build_seconds(space))
-        times["young generations"].append(build_seconds(space))
+            times["full collection"].append(build_seconds(space, options, calibration))
+        times["young generations"].append(build_seconds(space, options, calibration))
     print_comparison(
         load,
         f"hrnet_lite at the quick budget, 7 + 6 measurements; supernet held: {held is not None}",

@@ -2,7 +2,8 @@
 
 Builds the table of the quick search's space (hrnet_lite, width 0.25, 16x16, one module per
 stage, batch 1, one thread) several times back to back, with the quick budget's light
-settings and with the table's defaults, and predicts the same random architectures with
+settings and with the table's defaults (what the default budget measures with), through
+the search's own ``latency_table_settings``, and predicts the same random architectures with
 each build. A search compares architectures by these predictions, so what matters is how
 an architecture's latency relative to all-add moves between builds: for each architecture,
 its largest ratio to all-add over the builds divided by its smallest.
@@ -16,26 +17,20 @@ Run (about 1.5 minutes with 4 builds of each):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
 import warnings
 
 import torch
+from profile_quick import search_table_setup
 
-from nasfuse.latency import BuildOptions, LatencyTable
+from nasfuse.latency import LatencyTable
 from nasfuse.runtime import device_name
-from nasfuse.spaces import load_space
 
-QUICK_SPACE = {
-    "width_mult": 0.25,
-    "input_size": 16,
-    "stages.0.modules": 1,
-    "stages.1.modules": 1,
-    "stages.2.modules": 1,
-}
-# What nasfuse.search._artifacts.ensure_latency_table passes for the quick budget.
-SETTINGS = {"quick": ({"runs": 10, "rounds": 1}, 6), "default": ({}, 20)}
+# The budgets whose table settings are compared, on the quick search's space.
+BUDGETS = ("quick", "default")
 
 
 def main() -> None:
@@ -46,7 +41,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="cmgm:")
 
     load = os.getloadavg()
-    space = load_space("hrnet_lite", QUICK_SPACE)
+    space, _, _ = search_table_setup("hrnet_lite", "quick")
     archs = [space.random_arch(100 + i) for i in range(args.archs)]
     all_add = {site: "add" for site in space.sites}
     print(f"machine: {device_name('cpu')}, {os.cpu_count()} cores, torch {torch.__version__}")
@@ -55,14 +50,14 @@ def main() -> None:
     print("| settings | build | s | all-add, ms | median ratio to all-add | largest |")
     print("|---|---:|---:|---:|---:|---:|")
     spreads = {}
-    for name, (light, samples) in SETTINGS.items():
+    for name in BUDGETS:
+        _, options, calibration = search_table_setup("hrnet_lite", name)
+        options = dataclasses.replace(options, progress=False)
         ratios = []
         for build in range(args.builds):
             started = time.perf_counter()
-            table = LatencyTable.build(
-                space, BuildOptions(batch_size=1, threads=1, progress=False, **light)
-            )
-            table.calibrate(space, samples=samples, seed=0, progress=False, **light)
+            table = LatencyTable.build(space, options)
+            table.calibrate(space, progress=False, **calibration)
             seconds = time.perf_counter() - started
             base = float(table.predict(all_add))
             ratios.append([float(table.predict(arch)) / base for arch in archs])

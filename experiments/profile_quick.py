@@ -66,6 +66,21 @@ def quick_trainer_config(space: str, budget: str, threads: int | None):
     return dataclasses.replace(train_cfg, progress=False), plan
 
 
+def search_table_setup(space: str, budget: str, seed: int = 0):
+    """The space a search with this budget searches, and how it measures that space's
+    latency table: ``(space, BuildOptions, calibration keyword arguments)``."""
+    from nasfuse.search import SearchConfig
+    from nasfuse.search._artifacts import latency_table_settings
+    from nasfuse.search._config import resolve_plan
+    from nasfuse.search._driver import search_space_options
+    from nasfuse.spaces import load_space
+
+    cfg = SearchConfig(space=space, budget=budget, seed=seed)
+    plan = resolve_plan(cfg)
+    options, calibration = latency_table_settings(cfg, plan)
+    return load_space(space, search_space_options(cfg, plan)), options, calibration
+
+
 def phase_times(prof: profile) -> dict[str, tuple[float, int]]:
     """``{label: (total CPU seconds, calls)}`` of the loop's record_function labels."""
     found = {}

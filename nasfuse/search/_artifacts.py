@@ -32,6 +32,7 @@ __all__ = [
     "ensure_few_shot",
     "ensure_latency_table",
     "ensure_supernet",
+    "latency_table_settings",
     "supernet_train_config",
 ]
 
@@ -150,7 +151,7 @@ def check_latency_table(cfg: SearchConfig, run_dir: Path, space_options: dict) -
 
 def ensure_latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: SearchPlan) -> Any:
     """The run's latency table: its own, a given one (copied in), or one built now."""
-    from nasfuse.latency import BuildOptions, LatencyTable
+    from nasfuse.latency import LatencyTable
 
     path = run_dir / LATENCY_TABLE_FILE
     given = _given_table(cfg, run_dir)
@@ -160,17 +161,23 @@ def ensure_latency_table(cfg: SearchConfig, space: Any, run_dir: Path, plan: Sea
             print(f"latency: the table {given[0]} -> {path}", flush=True)
             atomic_write_bytes(path, given[0].read_bytes())
         return table
-    quick = plan.budget == "quick"
     print(f"latency: building the table of {space.name} -> {path}", flush=True)
-    # Quick: fewer timed runs, one round; otherwise the table's own defaults.
-    light = {"runs": 10, "rounds": 1} if quick else {}
-    options = BuildOptions(
-        batch_size=_latency_batch_size(cfg),
-        threads=1,
-        clock=cfg.latency_clock,
-        **light,
-    )
+    options, calibration = latency_table_settings(cfg, plan)
     table = LatencyTable.build(space, options)
-    table.calibrate(space, samples=6 if quick else 20, seed=cfg.seed, **light)
+    table.calibrate(space, **calibration)
     table.save(path)
     return table
+
+
+def latency_table_settings(cfg: SearchConfig, plan: SearchPlan) -> tuple[Any, dict[str, Any]]:
+    """How a search measures its latency table: the build options, and the keyword
+    arguments of its calibration. The quick budget takes fewer timed runs and one round;
+    the others the table's own defaults."""
+    from nasfuse.latency import BuildOptions
+
+    light: dict[str, int] = {"runs": 10, "rounds": 1} if plan.budget == "quick" else {}
+    options = BuildOptions(
+        batch_size=_latency_batch_size(cfg), threads=1, clock=cfg.latency_clock, **light
+    )
+    calibration = {"samples": 6 if plan.budget == "quick" else 20, "seed": cfg.seed, **light}
+    return options, calibration
